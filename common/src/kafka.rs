@@ -1,0 +1,107 @@
+//! Thin builders for rdkafka clients from settings.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Serialize;
+
+use crate::settings::KafkaSettings;
+
+fn base(k: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    c
+}
+
+/// An idempotent producer that waits for every in-sync replica: a message
+/// is accepted only once the broker has it.
+pub fn producer(k: &KafkaSettings) -> KafkaResult<FutureProducer> {
+    base(k)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", k.linger_ms.to_string())
+        // A produce that cannot reach the broker fails within this bound,
+        // so an API request never hangs on it.
+        .set("message.timeout.ms", "5000")
+        .create()
+}
+
+/// A consumer in `group` that never commits on its own: callers commit
+/// after the work a message stands for is done.
+pub fn consumer(
+    k: &KafkaSettings,
+    group: &str,
+    overrides: &[(&str, String)],
+) -> KafkaResult<StreamConsumer> {
+    let mut c = base(k);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", k.session_timeout_ms.to_string())
+        .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string());
+    for (key, value) in overrides {
+        c.set(*key, value);
+    }
+    c.create()
+}
+
+pub fn admin(k: &KafkaSettings) -> KafkaResult<AdminClient<DefaultClientContext>> {
+    base(k).create()
+}
+
+/// Creates the topic if it does not exist yet.
+pub async fn ensure_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    partitions: i32,
+) -> KafkaResult<()> {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics([&topic], &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the three topics the platform uses.
+pub async fn ensure_topics(k: &KafkaSettings) -> KafkaResult<()> {
+    let admin = admin(k)?;
+    ensure_topic(&admin, &k.jobs_topic, k.jobs_partitions).await?;
+    ensure_topic(&admin, &k.status_topic, k.status_partitions).await?;
+    ensure_topic(&admin, &k.cancel_topic, 1).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("could not encode the message: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the broker did not accept the message: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+/// Produces `value` as JSON and waits for the broker's acknowledgement.
+pub async fn produce_json<T: Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: &T,
+) -> Result<(), ProduceError> {
+    let payload = serde_json::to_vec(value)?;
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(&payload),
+            Duration::from_secs(5),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| ProduceError::Kafka(e))
+}

@@ -1,0 +1,67 @@
+//! The job record kept in MongoDB (collection `jobs`, `_id` = job id).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{timestamp, JobId, JobState};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRecord {
+    #[serde(rename = "_id")]
+    pub id: JobId,
+    /// The token subject of the submitter: the tenant.
+    pub owner: String,
+    /// Kept for display only; never used for access decisions.
+    pub username: String,
+    /// Credentials removed.
+    pub url: String,
+    pub args: Vec<String>,
+    pub config: Option<String>,
+    pub status: JobState,
+    #[serde(with = "timestamp")]
+    pub submitted_at: DateTime<Utc>,
+    #[serde(default, with = "timestamp::option")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "timestamp::option")]
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub elapsed_seconds: Option<f64>,
+    #[serde(default)]
+    pub output_files: Vec<String>,
+    pub worker_id: Option<String>,
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl JobRecord {
+    pub fn queued(
+        id: JobId,
+        owner: impl Into<String>,
+        username: impl Into<String>,
+        url: impl Into<String>,
+        args: Vec<String>,
+        config: Option<String>,
+        submitted_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            owner: owner.into(),
+            username: username.into(),
+            url: url.into(),
+            args,
+            config,
+            status: JobState::Queued,
+            submitted_at,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            error: None,
+            elapsed_seconds: None,
+            output_files: Vec::new(),
+            worker_id: None,
+            attempt: 0,
+        }
+    }
+}

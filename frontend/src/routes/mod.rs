@@ -1,0 +1,72 @@
+//! One module per resource; handlers are thin and call the domain.
+
+pub mod auth;
+pub mod docs;
+pub mod files;
+pub mod health;
+pub mod jobs;
+
+use actix_web::{web, HttpRequest};
+use common::settings::{JobPolicy, KafkaSettings};
+use futures::StreamExt;
+use rdkafka::producer::FutureProducer;
+use s3::Bucket;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::store::JobStore;
+
+/// What every handler may use.
+pub struct AppState {
+    pub store: JobStore,
+    pub producer: FutureProducer,
+    pub bucket: Box<Bucket>,
+    pub kafka: KafkaSettings,
+    pub jobs: JobPolicy,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Where download links point: the configured public URL, or the
+    /// address the client used.
+    pub fn base_url(&self, req: &HttpRequest) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let info = req.connection_info();
+                format!("{}://{}", info.scheme(), info.host())
+            }
+        }
+    }
+}
+
+pub type State = web::Data<AppState>;
+
+/// Reads the request body up to `limit` bytes, answering 413 beyond.
+pub async fn read_limited(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub async fn parse_json_body(
+    payload: web::Payload,
+    limit: usize,
+) -> Result<serde_json::Value, ApiError> {
+    let body = read_limited(payload, limit).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+}

@@ -1,0 +1,186 @@
+//! Job records and observations in MongoDB. Every query on jobs is scoped
+//! by owner: another tenant's job is indistinguishable from a missing one.
+
+use common::mongo::{JOBS, OBSERVATIONS};
+use common::{timestamp, JobId, JobRecord, JobState, Observation, StatusEvent};
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
+
+#[derive(Clone)]
+pub struct JobStore {
+    db: Database,
+    jobs: Collection<JobRecord>,
+    observations: Collection<Observation>,
+}
+
+/// What applying a status event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Changed,
+    /// A replayed, late or backwards event: the record already says more.
+    Ignored,
+}
+
+pub struct Page {
+    pub records: Vec<JobRecord>,
+    pub total: u64,
+}
+
+fn id_filter(id: JobId) -> Document {
+    doc! {"_id": id.to_string()}
+}
+
+fn states(states: &[JobState]) -> Vec<Bson> {
+    states.iter().map(|s| Bson::from(s.as_str())).collect()
+}
+
+impl JobStore {
+    pub fn new(db: Database) -> Self {
+        Self {
+            jobs: db.collection(JOBS),
+            observations: db.collection(OBSERVATIONS),
+            db,
+        }
+    }
+
+    pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        let by_owner = IndexModel::builder()
+            .keys(doc! {"owner": 1, "submittedAt": -1})
+            .options(
+                IndexOptions::builder()
+                    .name("owner_submitted".to_string())
+                    .build(),
+            )
+            .build();
+        let by_owner_status = IndexModel::builder()
+            .keys(doc! {"owner": 1, "status": 1, "submittedAt": -1})
+            .options(
+                IndexOptions::builder()
+                    .name("owner_status_submitted".to_string())
+                    .build(),
+            )
+            .build();
+        self.jobs
+            .create_indexes([by_owner, by_owner_status])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> mongodb::error::Result<()> {
+        self.db.run_command(doc! {"ping": 1}).await.map(|_| ())
+    }
+
+    pub async fn insert(&self, record: &JobRecord) -> mongodb::error::Result<()> {
+        self.jobs.insert_one(record).await.map(|_| ())
+    }
+
+    pub async fn delete(&self, id: JobId) -> mongodb::error::Result<()> {
+        self.jobs.delete_one(id_filter(id)).await.map(|_| ())
+    }
+
+    pub async fn get(&self, owner: &str, id: JobId) -> mongodb::error::Result<Option<JobRecord>> {
+        let mut filter = id_filter(id);
+        filter.insert("owner", owner);
+        self.jobs.find_one(filter).await
+    }
+
+    /// The owner's jobs, newest first.
+    pub async fn list(
+        &self,
+        owner: &str,
+        status: Option<JobState>,
+        skip: u64,
+        limit: i64,
+    ) -> mongodb::error::Result<Page> {
+        let mut filter = doc! {"owner": owner};
+        if let Some(status) = status {
+            filter.insert("status", status.as_str());
+        }
+        let total = self.jobs.count_documents(filter.clone()).await?;
+        let records = self
+            .jobs
+            .find(filter)
+            .sort(doc! {"submittedAt": -1, "_id": -1})
+            .skip(skip)
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?;
+        Ok(Page { records, total })
+    }
+
+    /// Marks a queued job cancelled; false when it is no longer queued.
+    pub async fn cancel_queued(&self, owner: &str, id: JobId) -> mongodb::error::Result<bool> {
+        let mut filter = id_filter(id);
+        filter.insert("owner", owner);
+        filter.insert("status", JobState::Queued.as_str());
+        let update = doc! {"$set": {
+            "status": JobState::Cancelled.as_str(),
+            "finishedAt": timestamp::format(&timestamp::now()),
+            "error": "cancelled by its owner before it started",
+        }};
+        Ok(self.jobs.update_one(filter, update).await?.modified_count == 1)
+    }
+
+    /// Applies a status event with one conditional update: the filter
+    /// admits only the states the transition rule allows, so the update is
+    /// atomic, a replay changes nothing and terminal states stay final.
+    pub async fn apply(&self, event: &StatusEvent) -> mongodb::error::Result<Applied> {
+        let from = JobState::predecessors(event.status);
+        if from.is_empty() {
+            return Ok(Applied::Ignored);
+        }
+        let mut filter = id_filter(event.job_id);
+        filter.insert("status", doc! {"$in": states(&from)});
+        let at = timestamp::format(&event.at);
+        let mut set = doc! {"status": event.status.as_str()};
+        if event.status == JobState::Running {
+            // A re-delivered job starts again; an older attempt's late
+            // `running` must not overwrite a newer one.
+            filter.insert("attempt", doc! {"$lte": i64::from(event.attempt)});
+            set.insert("startedAt", at);
+            set.insert("attempt", i64::from(event.attempt));
+            set.insert("exitCode", Bson::Null);
+            set.insert("error", Bson::Null);
+        } else {
+            set.insert("finishedAt", at);
+            if let Some(code) = event.exit_code {
+                set.insert("exitCode", code);
+            }
+            if let Some(elapsed) = event.elapsed_seconds {
+                set.insert("elapsedSeconds", elapsed);
+            }
+            if let Some(files) = &event.output_files {
+                set.insert("outputFiles", files.clone());
+            }
+            if let Some(error) = &event.error {
+                set.insert("error", error.clone());
+            }
+            if event.attempt > 0 {
+                set.insert("attempt", i64::from(event.attempt));
+            }
+        }
+        if let Some(worker) = &event.worker_id {
+            set.insert("workerId", worker.clone());
+        }
+        let result = self.jobs.update_one(filter, doc! {"$set": set}).await?;
+        Ok(if result.modified_count == 1 {
+            Applied::Changed
+        } else {
+            Applied::Ignored
+        })
+    }
+
+    /// The newest observations, newest first.
+    pub async fn latest_observations(&self, n: i64) -> mongodb::error::Result<Vec<Observation>> {
+        self.observations
+            .find(doc! {})
+            .sort(doc! {"timestamp": -1})
+            .limit(n)
+            .await?
+            .try_collect()
+            .await
+    }
+}
