@@ -1,0 +1,128 @@
+//! The Lanzadera observer (SPEC §6): turns status events into windowed
+//! observations, decides how many workers the platform should run, and
+//! tells the deployment platform.
+
+pub mod actuator;
+pub mod cluster;
+pub mod observer;
+pub mod routes;
+pub mod settings;
+pub mod store;
+pub mod strategy;
+pub mod window;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::{Arc, RwLock};
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use common::{kafka, mongo};
+use rdkafka::consumer::Consumer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::actuator::Actuator;
+use crate::cluster::ClusterProbe;
+use crate::observer::{Desired, Observer};
+pub use crate::settings::Settings;
+use crate::store::ObservationStore;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    observer: JoinHandle<()>,
+    actuator: JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Builds everything from settings, the same way in production and in
+    /// tests (which bind port 0 and read `port()`). Nothing here waits for
+    /// Kafka or MongoDB: while they are away the observer logs and retries.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let actuator = Actuator::from_settings(&settings.actuator)?;
+        let store = ObservationStore::new(&mongo::connect(&settings.mongo).await?);
+        let probe = ClusterProbe::new(&settings.kafka, settings.probe_timeout)?;
+        let consumer = kafka::consumer(
+            &settings.kafka,
+            &settings.group,
+            // Observations are statistics: losing a few events over a crash
+            // is better than the bookkeeping of committing after storing.
+            &[("enable.auto.commit", "true".into())],
+        )?;
+        consumer.subscribe(&[&settings.kafka.status_topic])?;
+        spawn_provisioning(&settings, store.clone());
+
+        let listener = TcpListener::bind(&settings.http_addr)?;
+        let port = listener.local_addr()?.port();
+        let desired = Arc::new(RwLock::new(Desired {
+            desired_replicas: settings.policy.min_workers,
+            current_replicas: 0,
+            backlog: 0,
+            partitions: 0,
+            reason: "no window has closed yet".into(),
+            timestamp: 0,
+        }));
+        let shared = web::Data::from(Arc::clone(&desired));
+        let server = HttpServer::new(move || App::new().app_data(shared.clone()).configure(routes::configure))
+            .workers(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+
+        let (decisions_tx, decisions_rx) = watch::channel(None);
+        let (stop, stop_rx) = watch::channel(false);
+        tracing::info!(
+            actuator = actuator.name(),
+            port,
+            refresh_ms = settings.refresh.as_millis() as u64,
+            "observer ready"
+        );
+        let actuator = tokio::spawn(observer::actuate(actuator, decisions_rx, settings.actuator_resync));
+        let observer = Observer::new(settings, probe, store, decisions_tx, desired);
+        let observer = tokio::spawn(observer.run(consumer, stop_rx));
+        Ok(Self {
+            port,
+            server,
+            observer,
+            actuator,
+            stop,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves or the server stops, then stops the
+    /// observer loop.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let result = tokio::select! {
+            r = self.server => r,
+            _ = shutdown => {
+                handle.stop(true).await;
+                Ok(())
+            }
+        };
+        let _ = self.stop.send(true);
+        let _ = self.observer.await;
+        self.actuator.abort();
+        result
+    }
+}
+
+/// Topic and index creation are idempotent and may have to wait for the
+/// broker or the database; the observer runs meanwhile.
+fn spawn_provisioning(settings: &Settings, store: ObservationStore) {
+    let kafka_settings = settings.kafka.clone();
+    tokio::spawn(async move {
+        if let Err(e) = kafka::ensure_topics(&kafka_settings).await {
+            tracing::warn!(error = %e, "cannot create the topics; the frontend may do it");
+        }
+        if let Err(e) = store.ensure_indexes().await {
+            tracing::warn!(error = %e, "cannot create the observations index");
+        }
+    });
+}

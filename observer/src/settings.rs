@@ -1,0 +1,316 @@
+//! The observer's settings, read once at start-up from the environment.
+//! `REFRESH_RATE` and `PARTITION_FACTOR` keep the names the specification
+//! gives them; the rest use the `LZ_` prefix (see `docs/observer.md`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::settings::{Env, KafkaSettings, MongoSettings, SettingsError};
+use common::Secret;
+
+use crate::strategy::Policy;
+
+/// Where a Kubernetes service account keeps its credentials in a pod.
+const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub mongo: MongoSettings,
+    /// The observer's own consumer group on the status topic.
+    pub group: String,
+    pub http_addr: String,
+    /// Window length (`REFRESH_RATE`, milliseconds).
+    pub refresh: Duration,
+    /// How long after a window's end it is closed: events produced just
+    /// before the end still get there.
+    pub grace: Duration,
+    /// How long a closed window still accepts late events (and is stored
+    /// again with corrected counts).
+    pub late_retention: Duration,
+    /// Observations kept in MongoDB.
+    pub keep_observations: u64,
+    /// Windows over which the arrival rate is averaged.
+    pub rate_windows: usize,
+    /// Windows with finished jobs over which the service time is averaged.
+    pub service_windows: usize,
+    pub policy: Policy,
+    pub grow_partitions: bool,
+    /// Bound on each Kafka metadata, lag or group call.
+    pub probe_timeout: Duration,
+    pub actuator: ActuatorSettings,
+    /// A decision is sent again after this long even if unchanged, so a
+    /// replica count changed by hand or a lost request is corrected.
+    pub actuator_resync: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActuatorSettings {
+    Log,
+    Webhook {
+        url: String,
+        token: Option<Secret<String>>,
+        timeout: Duration,
+        retries: u32,
+    },
+    Kubernetes(KubernetesSettings),
+    Command {
+        program: String,
+        /// `{replicas}` in an argument is replaced by the desired count.
+        args: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesSettings {
+    /// e.g. `https://10.0.0.1:443`, or `http://127.0.0.1:8001` behind
+    /// `kubectl proxy`.
+    pub api: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub token: KubeToken,
+    /// Extra CA certificate (PEM) to trust for the API server.
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KubeToken {
+    None,
+    Static(Secret<String>),
+    /// Re-read on every request: projected service-account tokens rotate.
+    File(PathBuf),
+}
+
+fn invalid(name: &str, problem: &str) -> SettingsError {
+    SettingsError {
+        name: name.to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let refresh = env.millis("REFRESH_RATE", 2000)?;
+        if refresh.is_zero() {
+            return Err(invalid("REFRESH_RATE", "must be at least 1 ms"));
+        }
+        let policy = Policy {
+            min_workers: env.parse("LZ_MIN_WORKERS", 1)?,
+            max_workers: env.parse("LZ_MAX_WORKERS", 10)?,
+            target_drain_seconds: env.parse("LZ_TARGET_DRAIN_SECONDS", 60.0)?,
+            target_utilisation: env.parse("LZ_TARGET_UTILISATION", 0.8)?,
+            scale_down_stabilisation_ms: env.parse("LZ_SCALE_DOWN_STABILISATION_MS", 60_000)?,
+            partition_factor: env.parse("PARTITION_FACTOR", 2)?,
+            assumed_job_seconds: env.parse("LZ_ASSUMED_JOB_SECONDS", 30.0)?,
+        };
+        if policy.max_workers < policy.min_workers {
+            return Err(invalid("LZ_MAX_WORKERS", "must not be below LZ_MIN_WORKERS"));
+        }
+        if !(policy.target_utilisation > 0.0 && policy.target_utilisation <= 1.0) {
+            return Err(invalid("LZ_TARGET_UTILISATION", "must be in (0, 1]"));
+        }
+        if !(policy.target_drain_seconds.is_finite() && policy.target_drain_seconds > 0.0) {
+            return Err(invalid("LZ_TARGET_DRAIN_SECONDS", "must be positive"));
+        }
+        if !(policy.assumed_job_seconds.is_finite() && policy.assumed_job_seconds > 0.0) {
+            return Err(invalid("LZ_ASSUMED_JOB_SECONDS", "must be positive"));
+        }
+        if policy.partition_factor == 0 {
+            return Err(invalid("PARTITION_FACTOR", "must be at least 1"));
+        }
+        Ok(Self {
+            kafka: KafkaSettings::from_env(env)?,
+            mongo: MongoSettings::from_env(env)?,
+            group: env.string("LZ_OBSERVER_GROUP", "lanzadera-observer"),
+            http_addr: env.string("LZ_OBSERVER_ADDR", "127.0.0.1:8090"),
+            refresh,
+            grace: env.millis("LZ_OBSERVER_GRACE_MS", 1000)?,
+            late_retention: env.millis("LZ_OBSERVER_LATE_MS", 300_000)?,
+            keep_observations: env.parse("LZ_OBSERVATIONS_KEEP", 1000)?,
+            rate_windows: env.parse("LZ_RATE_WINDOWS", 15)?,
+            service_windows: env.parse("LZ_SERVICE_WINDOWS", 30)?,
+            policy,
+            grow_partitions: env.flag("LZ_GROW_PARTITIONS", true)?,
+            probe_timeout: env.millis("LZ_KAFKA_PROBE_TIMEOUT_MS", 3000)?,
+            actuator: ActuatorSettings::from_env(env, Path::new(IN_CLUSTER_DIR))?,
+            actuator_resync: env.millis("LZ_ACTUATOR_RESYNC_MS", 60_000)?,
+        })
+    }
+}
+
+impl ActuatorSettings {
+    /// `in_cluster` is where a pod finds its service account (a parameter
+    /// so that tests can point it elsewhere).
+    pub fn from_env(env: &Env, in_cluster: &Path) -> Result<Self, SettingsError> {
+        match env.string("LZ_ACTUATOR", "log").to_ascii_lowercase().as_str() {
+            "log" => Ok(Self::Log),
+            "webhook" => Ok(Self::Webhook {
+                url: env
+                    .optional("LZ_WEBHOOK_URL")
+                    .ok_or_else(|| invalid("LZ_WEBHOOK_URL", "is required by LZ_ACTUATOR=webhook"))?,
+                token: env.optional("LZ_WEBHOOK_TOKEN").map(Secret::new),
+                timeout: env.millis("LZ_WEBHOOK_TIMEOUT_MS", 2000)?,
+                retries: env.parse("LZ_WEBHOOK_RETRIES", 2)?,
+            }),
+            "kubernetes" | "k8s" => Ok(Self::Kubernetes(KubernetesSettings::from_env(env, in_cluster)?)),
+            "command" => {
+                let line = env
+                    .optional("LZ_ACTUATOR_COMMAND")
+                    .ok_or_else(|| invalid("LZ_ACTUATOR_COMMAND", "is required by LZ_ACTUATOR=command"))?;
+                // Split into words once, here; the words are passed to the
+                // program as its arguments and no shell ever sees them.
+                let mut words = shell_words::split(&line)
+                    .map_err(|_| invalid("LZ_ACTUATOR_COMMAND", "has unbalanced quotes"))?
+                    .into_iter();
+                let program = words
+                    .next()
+                    .ok_or_else(|| invalid("LZ_ACTUATOR_COMMAND", "names no program"))?;
+                Ok(Self::Command {
+                    program,
+                    args: words.collect(),
+                    timeout: env.millis("LZ_COMMAND_TIMEOUT_MS", 30_000)?,
+                })
+            }
+            _ => Err(invalid("LZ_ACTUATOR", "must be log, webhook, kubernetes or command")),
+        }
+    }
+}
+
+impl KubernetesSettings {
+    fn from_env(env: &Env, in_cluster: &Path) -> Result<Self, SettingsError> {
+        let api = match env.optional("LZ_K8S_API") {
+            Some(api) => api,
+            None => match (
+                env.optional("KUBERNETES_SERVICE_HOST"),
+                env.optional("KUBERNETES_SERVICE_PORT"),
+            ) {
+                (Some(host), Some(port)) if host.contains(':') => format!("https://[{host}]:{port}"),
+                (Some(host), Some(port)) => format!("https://{host}:{port}"),
+                _ => {
+                    return Err(invalid(
+                        "LZ_K8S_API",
+                        "is required outside a cluster (e.g. http://127.0.0.1:8001 with kubectl proxy)",
+                    ))
+                }
+            },
+        };
+        let token_file = in_cluster.join("token");
+        let token = if let Some(token) = env.optional("LZ_K8S_TOKEN") {
+            KubeToken::Static(Secret::new(token))
+        } else if let Some(path) = env.optional("LZ_K8S_TOKEN_FILE") {
+            KubeToken::File(PathBuf::from(path))
+        } else if token_file.is_file() {
+            KubeToken::File(token_file)
+        } else {
+            KubeToken::None
+        };
+        let namespace = env.optional("LZ_K8S_NAMESPACE").or_else(|| {
+            std::fs::read_to_string(in_cluster.join("namespace"))
+                .ok()
+                .map(|ns| ns.trim().to_string())
+                .filter(|ns| !ns.is_empty())
+        });
+        let ca = in_cluster.join("ca.crt");
+        Ok(Self {
+            api: api.trim_end_matches('/').to_string(),
+            namespace: namespace.unwrap_or_else(|| "default".into()),
+            deployment: env.string("LZ_K8S_DEPLOYMENT", "lanzadera-worker"),
+            token,
+            ca_file: env
+                .optional("LZ_K8S_CA_FILE")
+                .map(PathBuf::from)
+                .or_else(|| ca.is_file().then_some(ca)),
+            timeout: env.millis("LZ_K8S_TIMEOUT_MS", 5000)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fit_the_local_stack() {
+        let s = Settings::from_env(&Env::from_pairs([])).expect("defaults are valid");
+        assert_eq!(s.refresh, Duration::from_millis(2000));
+        assert_eq!(s.policy.partition_factor, 2);
+        assert_eq!(s.http_addr, "127.0.0.1:8090");
+        assert_eq!(s.actuator, ActuatorSettings::Log);
+        assert_eq!(s.kafka.workers_group, "lanzadera-workers");
+    }
+
+    #[test]
+    fn spec_names_and_bad_values_are_reported_by_name() {
+        let s = Settings::from_env(&Env::from_pairs([("REFRESH_RATE", "500"), ("PARTITION_FACTOR", "3")]))
+            .expect("valid");
+        assert_eq!((s.refresh.as_millis(), s.policy.partition_factor), (500, 3));
+        for (name, value) in [
+            ("REFRESH_RATE", "0"),
+            ("PARTITION_FACTOR", "0"),
+            ("LZ_TARGET_UTILISATION", "1.5"),
+            ("LZ_TARGET_DRAIN_SECONDS", "-1"),
+            ("LZ_MAX_WORKERS", "0"),
+            ("LZ_ACTUATOR", "carrier-pigeon"),
+        ] {
+            let err = Settings::from_env(&Env::from_pairs([(name, value)])).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn actuators_are_chosen_by_configuration() {
+        let none = Path::new("/nonexistent");
+        let cmd = ActuatorSettings::from_env(
+            &Env::from_pairs([
+                ("LZ_ACTUATOR", "command"),
+                ("LZ_ACTUATOR_COMMAND", "kumorictl scale 'my deployment' --replicas={replicas}; rm -rf /"),
+            ]),
+            none,
+        )
+        .expect("valid");
+        match cmd {
+            ActuatorSettings::Command { program, args, .. } => {
+                assert_eq!(program, "kumorictl");
+                // `;` is just a character in an argument: no shell runs.
+                assert_eq!(args, ["scale", "my deployment", "--replicas={replicas};", "rm", "-rf", "/"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = ActuatorSettings::from_env(&Env::from_pairs([("LZ_ACTUATOR", "webhook")]), none)
+            .expect_err("url missing");
+        assert!(err.to_string().contains("LZ_WEBHOOK_URL"));
+        let err = ActuatorSettings::from_env(&Env::from_pairs([("LZ_ACTUATOR", "kubernetes")]), none)
+            .expect_err("api missing");
+        assert!(err.to_string().contains("LZ_K8S_API"));
+    }
+
+    #[test]
+    fn kubernetes_reads_the_in_cluster_service_account() {
+        let dir = std::env::temp_dir().join(format!("lz-sa-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("token"), "tok").expect("write");
+        std::fs::write(dir.join("namespace"), "jobs\n").expect("write");
+        std::fs::write(dir.join("ca.crt"), "pem").expect("write");
+        let s = ActuatorSettings::from_env(
+            &Env::from_pairs([
+                ("LZ_ACTUATOR", "kubernetes"),
+                ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+                ("KUBERNETES_SERVICE_PORT", "443"),
+            ]),
+            &dir,
+        )
+        .expect("valid");
+        let want = KubernetesSettings {
+            api: "https://10.0.0.1:443".into(),
+            namespace: "jobs".into(),
+            deployment: "lanzadera-worker".into(),
+            token: KubeToken::File(dir.join("token")),
+            ca_file: Some(dir.join("ca.crt")),
+            timeout: Duration::from_millis(5000),
+        };
+        assert_eq!(s, ActuatorSettings::Kubernetes(want));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
