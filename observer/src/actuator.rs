@@ -75,7 +75,11 @@ impl Actuator {
                 retries: *retries,
             }),
             ActuatorSettings::Kubernetes(k) => Self::Kubernetes(Kubernetes::new(k)?),
-            ActuatorSettings::Command { program, args, timeout } => Self::Command(CommandActuator {
+            ActuatorSettings::Command {
+                program,
+                args,
+                timeout,
+            } => Self::Command(CommandActuator {
                 program: program.clone(),
                 args: args.clone(),
                 timeout: *timeout,
@@ -92,7 +96,11 @@ impl Actuator {
         }
     }
 
-    pub async fn apply(&self, decision: &ScaleDecision, observation: &Observation) -> Result<(), ActuatorError> {
+    pub async fn apply(
+        &self,
+        decision: &ScaleDecision,
+        observation: &Observation,
+    ) -> Result<(), ActuatorError> {
         match self {
             Self::Log => {
                 tracing::info!(
@@ -120,7 +128,11 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    async fn send(&self, decision: &ScaleDecision, observation: &Observation) -> Result<(), ActuatorError> {
+    async fn send(
+        &self,
+        decision: &ScaleDecision,
+        observation: &Observation,
+    ) -> Result<(), ActuatorError> {
         let body = WebhookBody {
             desired_replicas: decision.desired,
             current_replicas: decision.current,
@@ -190,14 +202,20 @@ pub struct Kubernetes {
 fn is_k8s_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
 impl Kubernetes {
     pub fn new(k: &KubernetesSettings) -> Result<Self, ActuatorError> {
-        for (what, value) in [("LZ_K8S_NAMESPACE", &k.namespace), ("LZ_K8S_DEPLOYMENT", &k.deployment)] {
+        for (what, value) in [
+            ("LZ_K8S_NAMESPACE", &k.namespace),
+            ("LZ_K8S_DEPLOYMENT", &k.deployment),
+        ] {
             if !is_k8s_name(value) {
-                return Err(ActuatorError::Config(format!("{what} is not a Kubernetes name")));
+                return Err(ActuatorError::Config(format!(
+                    "{what} is not a Kubernetes name"
+                )));
             }
         }
         let url = reqwest::Url::parse(&format!(
@@ -227,19 +245,22 @@ impl Kubernetes {
         let mut request = self
             .client
             .patch(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/merge-patch+json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/merge-patch+json",
+            )
             .header(reqwest::header::ACCEPT, "application/json")
             .body(json!({ "spec": { "replicas": replicas } }).to_string());
         match &self.token {
             KubeToken::None => {}
             KubeToken::Static(token) => request = request.bearer_auth(token.expose()),
             KubeToken::File(path) => {
-                let token = tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| ActuatorError::Read {
+                let token = tokio::fs::read_to_string(path).await.map_err(|source| {
+                    ActuatorError::Read {
                         what: path.display().to_string(),
                         source,
-                    })?;
+                    }
+                })?;
                 request = request.bearer_auth(token.trim());
             }
         }
@@ -324,8 +345,21 @@ mod tests {
     #[tokio::test]
     async fn command_gets_the_replicas_as_an_argument_without_a_shell() {
         let out = std::env::temp_dir().join(format!("lz-cmd-{}", std::process::id()));
-        let script = format!("printf '%s|%s|%s' \"$1\" \"$LZ_DESIRED_REPLICAS\" \"$2\" > {}", out.display());
-        let a = command("sh", &["-c", &script, "sh", "--replicas={replicas}", "$(touch /tmp/x); *"], 5000);
+        let script = format!(
+            "printf '%s|%s|%s' \"$1\" \"$LZ_DESIRED_REPLICAS\" \"$2\" > {}",
+            out.display()
+        );
+        let a = command(
+            "sh",
+            &[
+                "-c",
+                &script,
+                "sh",
+                "--replicas={replicas}",
+                "$(touch /tmp/x); *",
+            ],
+            5000,
+        );
         a.apply(&decision(4), &observation()).await.expect("runs");
         let got = std::fs::read_to_string(&out).expect("written");
         // The second argument arrives verbatim: nothing expanded it.
@@ -336,7 +370,10 @@ mod tests {
     #[tokio::test]
     async fn command_failures_are_errors_with_stderr() {
         let a = command("sh", &["-c", "echo nope >&2; exit 3"], 5000);
-        let err = a.apply(&decision(2), &observation()).await.expect_err("fails");
+        let err = a
+            .apply(&decision(2), &observation())
+            .await
+            .expect_err("fails");
         assert!(err.to_string().contains("nope"), "{err}");
         let err = command("/nonexistent/kumorictl", &[], 5000)
             .apply(&decision(2), &observation())

@@ -85,12 +85,19 @@ impl ClusterProbe {
 
 fn classify(code: RDKafkaErrorCode) -> Growth {
     match code {
-        RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion => Growth::Unsupported,
+        RDKafkaErrorCode::UnsupportedFeature | RDKafkaErrorCode::UnsupportedVersion => {
+            Growth::Unsupported
+        }
         other => Growth::Failed(other.to_string()),
     }
 }
 
-fn probe_blocking(consumer: &StreamConsumer, topic: &str, group: &str, timeout: Duration) -> KafkaResult<ClusterState> {
+fn probe_blocking(
+    consumer: &StreamConsumer,
+    topic: &str,
+    group: &str,
+    timeout: Duration,
+) -> KafkaResult<ClusterState> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let partitions: Vec<i32> = metadata
         .topics()

@@ -65,11 +65,15 @@ impl Application {
             timestamp: 0,
         }));
         let shared = web::Data::from(Arc::clone(&desired));
-        let server = HttpServer::new(move || App::new().app_data(shared.clone()).configure(routes::configure))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)?
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .configure(routes::configure)
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
 
         let (decisions_tx, decisions_rx) = watch::channel(None);
         let (stop, stop_rx) = watch::channel(false);
@@ -79,7 +83,11 @@ impl Application {
             refresh_ms = settings.refresh.as_millis() as u64,
             "observer ready"
         );
-        let actuator = tokio::spawn(observer::actuate(actuator, decisions_rx, settings.actuator_resync));
+        let actuator = tokio::spawn(observer::actuate(
+            actuator,
+            decisions_rx,
+            settings.actuator_resync,
+        ));
         let observer = Observer::new(settings, probe, store, decisions_tx, desired);
         let observer = tokio::spawn(observer.run(consumer, stop_rx));
         Ok(Self {

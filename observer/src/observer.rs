@@ -177,8 +177,11 @@ impl Observer {
 
     async fn decide(&mut self, stats: WindowStats, backlog: u64, workers: u32, partitions: u32) {
         let history: Vec<WindowStats> = self.recent.values().map(|(s, _)| *s).collect();
-        let (arrival_per_second, job_seconds) =
-            measure(&history, self.settings.rate_windows, self.settings.service_windows);
+        let (arrival_per_second, job_seconds) = measure(
+            &history,
+            self.settings.rate_windows,
+            self.settings.service_windows,
+        );
         let job_seconds = job_seconds.or(self.last_job_seconds);
         self.last_job_seconds = job_seconds;
         let load = Load {
@@ -215,7 +218,8 @@ impl Observer {
         }
         // Sent every window, even unchanged: the actuator task decides
         // whether to act, so a failed call is retried at the next one.
-        self.decisions.send_replace(Some((scale, observation.clone())));
+        self.decisions
+            .send_replace(Some((scale, observation.clone())));
     }
 
     async fn grow(&mut self, wanted: u32) {
@@ -223,7 +227,9 @@ impl Observer {
             return;
         }
         match self.probe.grow(wanted).await {
-            Growth::Grown(n) => tracing::info!(partitions = n, topic = %self.settings.kafka.jobs_topic, "grew the jobs topic"),
+            Growth::Grown(n) => {
+                tracing::info!(partitions = n, topic = %self.settings.kafka.jobs_topic, "grew the jobs topic")
+            }
             Growth::Unsupported => {
                 self.growth_unsupported = true;
                 tracing::warn!(
@@ -232,7 +238,9 @@ impl Observer {
                     "the broker cannot add partitions; deciding within the current count from now on"
                 );
             }
-            Growth::Failed(e) => tracing::warn!(error = %e, wanted, "could not grow the jobs topic"),
+            Growth::Failed(e) => {
+                tracing::warn!(error = %e, wanted, "could not grow the jobs topic")
+            }
         }
     }
 
@@ -245,7 +253,8 @@ impl Observer {
     /// Keeps the windows that can still be revised or feed the rates.
     fn prune(&mut self) {
         let length = self.settings.refresh.as_millis().max(1);
-        let retained = usize::try_from(self.settings.late_retention.as_millis() / length).unwrap_or(usize::MAX);
+        let retained = usize::try_from(self.settings.late_retention.as_millis() / length)
+            .unwrap_or(usize::MAX);
         let keep = retained
             .max(self.settings.rate_windows)
             .max(self.settings.service_windows)
@@ -260,7 +269,11 @@ impl Observer {
 /// again every `resync` so that a lost request or a manual change is
 /// corrected. Runs apart from the observer so that a slow or failing
 /// actuator never delays an observation.
-pub async fn actuate(actuator: Actuator, mut decisions: watch::Receiver<Decided>, resync: Duration) {
+pub async fn actuate(
+    actuator: Actuator,
+    mut decisions: watch::Receiver<Decided>,
+    resync: Duration,
+) {
     let mut applied: Option<(u32, Instant)> = None;
     while decisions.changed().await.is_ok() {
         let Some((decision, observation)) = decisions.borrow_and_update().clone() else {
@@ -276,7 +289,11 @@ pub async fn actuate(actuator: Actuator, mut decisions: watch::Receiver<Decided>
         match actuator.apply(&decision, &observation).await {
             Ok(()) => {
                 if actuator.name() != "log" {
-                    tracing::info!(actuator = actuator.name(), desired = decision.desired, "scale request sent");
+                    tracing::info!(
+                        actuator = actuator.name(),
+                        desired = decision.desired,
+                        "scale request sent"
+                    );
                 }
                 applied = Some((decision.desired, Instant::now()));
             }

@@ -14,7 +14,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[get("/health")]
 async fn health() -> impl Responder {
-    HttpResponse::Ok().content_type("text/plain").body("Observer is running")
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .body("Observer is running")
 }
 
 #[get("/metrics/desired")]

@@ -106,7 +106,10 @@ impl Settings {
             assumed_job_seconds: env.parse("LZ_ASSUMED_JOB_SECONDS", 30.0)?,
         };
         if policy.max_workers < policy.min_workers {
-            return Err(invalid("LZ_MAX_WORKERS", "must not be below LZ_MIN_WORKERS"));
+            return Err(invalid(
+                "LZ_MAX_WORKERS",
+                "must not be below LZ_MIN_WORKERS",
+            ));
         }
         if !(policy.target_utilisation > 0.0 && policy.target_utilisation <= 1.0) {
             return Err(invalid("LZ_TARGET_UTILISATION", "must be in (0, 1]"));
@@ -144,21 +147,27 @@ impl ActuatorSettings {
     /// `in_cluster` is where a pod finds its service account (a parameter
     /// so that tests can point it elsewhere).
     pub fn from_env(env: &Env, in_cluster: &Path) -> Result<Self, SettingsError> {
-        match env.string("LZ_ACTUATOR", "log").to_ascii_lowercase().as_str() {
+        match env
+            .string("LZ_ACTUATOR", "log")
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "log" => Ok(Self::Log),
             "webhook" => Ok(Self::Webhook {
-                url: env
-                    .optional("LZ_WEBHOOK_URL")
-                    .ok_or_else(|| invalid("LZ_WEBHOOK_URL", "is required by LZ_ACTUATOR=webhook"))?,
+                url: env.optional("LZ_WEBHOOK_URL").ok_or_else(|| {
+                    invalid("LZ_WEBHOOK_URL", "is required by LZ_ACTUATOR=webhook")
+                })?,
                 token: env.optional("LZ_WEBHOOK_TOKEN").map(Secret::new),
                 timeout: env.millis("LZ_WEBHOOK_TIMEOUT_MS", 2000)?,
                 retries: env.parse("LZ_WEBHOOK_RETRIES", 2)?,
             }),
-            "kubernetes" | "k8s" => Ok(Self::Kubernetes(KubernetesSettings::from_env(env, in_cluster)?)),
+            "kubernetes" | "k8s" => Ok(Self::Kubernetes(KubernetesSettings::from_env(
+                env, in_cluster,
+            )?)),
             "command" => {
-                let line = env
-                    .optional("LZ_ACTUATOR_COMMAND")
-                    .ok_or_else(|| invalid("LZ_ACTUATOR_COMMAND", "is required by LZ_ACTUATOR=command"))?;
+                let line = env.optional("LZ_ACTUATOR_COMMAND").ok_or_else(|| {
+                    invalid("LZ_ACTUATOR_COMMAND", "is required by LZ_ACTUATOR=command")
+                })?;
                 // Split into words once, here; the words are passed to the
                 // program as its arguments and no shell ever sees them.
                 let mut words = shell_words::split(&line)
@@ -173,7 +182,10 @@ impl ActuatorSettings {
                     timeout: env.millis("LZ_COMMAND_TIMEOUT_MS", 30_000)?,
                 })
             }
-            _ => Err(invalid("LZ_ACTUATOR", "must be log, webhook, kubernetes or command")),
+            _ => Err(invalid(
+                "LZ_ACTUATOR",
+                "must be log, webhook, kubernetes or command",
+            )),
         }
     }
 }
@@ -186,14 +198,14 @@ impl KubernetesSettings {
                 env.optional("KUBERNETES_SERVICE_HOST"),
                 env.optional("KUBERNETES_SERVICE_PORT"),
             ) {
-                (Some(host), Some(port)) if host.contains(':') => format!("https://[{host}]:{port}"),
-                (Some(host), Some(port)) => format!("https://{host}:{port}"),
-                _ => {
-                    return Err(invalid(
-                        "LZ_K8S_API",
-                        "is required outside a cluster (e.g. http://127.0.0.1:8001 with kubectl proxy)",
-                    ))
+                (Some(host), Some(port)) if host.contains(':') => {
+                    format!("https://[{host}]:{port}")
                 }
+                (Some(host), Some(port)) => format!("https://{host}:{port}"),
+                _ => return Err(invalid(
+                    "LZ_K8S_API",
+                    "is required outside a cluster (e.g. http://127.0.0.1:8001 with kubectl proxy)",
+                )),
             },
         };
         let token_file = in_cluster.join("token");
@@ -243,8 +255,11 @@ mod tests {
 
     #[test]
     fn spec_names_and_bad_values_are_reported_by_name() {
-        let s = Settings::from_env(&Env::from_pairs([("REFRESH_RATE", "500"), ("PARTITION_FACTOR", "3")]))
-            .expect("valid");
+        let s = Settings::from_env(&Env::from_pairs([
+            ("REFRESH_RATE", "500"),
+            ("PARTITION_FACTOR", "3"),
+        ]))
+        .expect("valid");
         assert_eq!((s.refresh.as_millis(), s.policy.partition_factor), (500, 3));
         for (name, value) in [
             ("REFRESH_RATE", "0"),
@@ -265,7 +280,10 @@ mod tests {
         let cmd = ActuatorSettings::from_env(
             &Env::from_pairs([
                 ("LZ_ACTUATOR", "command"),
-                ("LZ_ACTUATOR_COMMAND", "kumorictl scale 'my deployment' --replicas={replicas}; rm -rf /"),
+                (
+                    "LZ_ACTUATOR_COMMAND",
+                    "kumorictl scale 'my deployment' --replicas={replicas}; rm -rf /",
+                ),
             ]),
             none,
         )
@@ -274,15 +292,26 @@ mod tests {
             ActuatorSettings::Command { program, args, .. } => {
                 assert_eq!(program, "kumorictl");
                 // `;` is just a character in an argument: no shell runs.
-                assert_eq!(args, ["scale", "my deployment", "--replicas={replicas};", "rm", "-rf", "/"]);
+                assert_eq!(
+                    args,
+                    [
+                        "scale",
+                        "my deployment",
+                        "--replicas={replicas};",
+                        "rm",
+                        "-rf",
+                        "/"
+                    ]
+                );
             }
             other => panic!("{other:?}"),
         }
         let err = ActuatorSettings::from_env(&Env::from_pairs([("LZ_ACTUATOR", "webhook")]), none)
             .expect_err("url missing");
         assert!(err.to_string().contains("LZ_WEBHOOK_URL"));
-        let err = ActuatorSettings::from_env(&Env::from_pairs([("LZ_ACTUATOR", "kubernetes")]), none)
-            .expect_err("api missing");
+        let err =
+            ActuatorSettings::from_env(&Env::from_pairs([("LZ_ACTUATOR", "kubernetes")]), none)
+                .expect_err("api missing");
         assert!(err.to_string().contains("LZ_K8S_API"));
     }
 

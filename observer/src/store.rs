@@ -23,7 +23,11 @@ impl ObservationStore {
     pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         let by_time = IndexModel::builder()
             .keys(doc! {"timestamp": -1})
-            .options(IndexOptions::builder().name("timestamp_desc".to_string()).build())
+            .options(
+                IndexOptions::builder()
+                    .name("timestamp_desc".to_string())
+                    .build(),
+            )
             .build();
         self.observations.create_index(by_time).await.map(|_| ())
     }

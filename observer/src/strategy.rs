@@ -79,7 +79,11 @@ pub struct Decision {
 /// first): the arrival rate over the last `rate_windows`, the service time
 /// over the last `service_windows` in which something finished, so a quiet
 /// spell does not forget how long jobs take.
-pub fn measure(recent: &[WindowStats], rate_windows: usize, service_windows: usize) -> (f64, Option<f64>) {
+pub fn measure(
+    recent: &[WindowStats],
+    rate_windows: usize,
+    service_windows: usize,
+) -> (f64, Option<f64>) {
     let last = &recent[recent.len().saturating_sub(rate_windows)..];
     let arrivals: u64 = last.iter().map(|w| w.arrivals).sum();
     let span_ms: i64 = last.iter().map(|w| w.length_ms).sum();
@@ -93,7 +97,9 @@ pub fn measure(recent: &[WindowStats], rate_windows: usize, service_windows: usi
         .rev()
         .filter(|w| w.elapsed_count > 0)
         .take(service_windows)
-        .fold((0.0, 0u64), |(s, c), w| (s + w.elapsed_sum, c + w.elapsed_count));
+        .fold((0.0, 0u64), |(s, c), w| {
+            (s + w.elapsed_sum, c + w.elapsed_count)
+        });
     let job_seconds = (count > 0).then(|| sum / count as f64);
     (arrival_per_second, job_seconds)
 }
@@ -117,7 +123,10 @@ pub fn recommend(load: &Load, policy: &Policy) -> (u32, String) {
     let need = (for_arrivals + for_backlog).ceil().max(busy as f64);
     // The float is clamped before the cast so that no input can wrap it.
     let need = need.min(f64::from(u32::MAX)) as u32;
-    let bounded = need.clamp(policy.min_workers, policy.max_workers.max(policy.min_workers));
+    let bounded = need.clamp(
+        policy.min_workers,
+        policy.max_workers.max(policy.min_workers),
+    );
     let mut reason = format!(
         "{waiting} waiting + {busy} running, {arrival:.2} jobs/s arriving, {job_seconds:.1} s per job{}: \
          {for_arrivals:.2} workers for arrivals at {:.0}% utilisation + {for_backlog:.2} to drain in {:.0} s \
@@ -161,7 +170,11 @@ impl Stabiliser {
             self.history.pop_front();
         }
         self.history.push_back((now_ms, recommended));
-        self.history.iter().map(|&(_, r)| r).max().unwrap_or(recommended)
+        self.history
+            .iter()
+            .map(|&(_, r)| r)
+            .max()
+            .unwrap_or(recommended)
     }
 }
 
@@ -186,7 +199,9 @@ impl Strategy {
         let (recommended, mut reason) = recommend(load, &self.policy);
         let stable = self.stabiliser.stabilise(now_ms, recommended);
         if stable > recommended {
-            reason.push_str(&format!(", holding {stable} for the scale-down stabilisation window"));
+            reason.push_str(&format!(
+                ", holding {stable} for the scale-down stabilisation window"
+            ));
         }
         // Consumers beyond the partition count would sit idle; the minimum
         // still wins, since the operator asked for it explicitly.
@@ -211,7 +226,13 @@ impl Strategy {
 mod tests {
     use super::*;
 
-    fn load(backlog: u64, arrival: f64, job_seconds: Option<f64>, workers: u32, partitions: u32) -> Load {
+    fn load(
+        backlog: u64,
+        arrival: f64,
+        job_seconds: Option<f64>,
+        workers: u32,
+        partitions: u32,
+    ) -> Load {
         Load {
             backlog,
             arrival_per_second: arrival,

@@ -169,7 +169,8 @@ impl Windows {
 
     /// The oldest window start that still accepts events.
     fn oldest_accepted(&self) -> i64 {
-        self.first_start.max(self.start_of(self.closed_until - self.retention_ms))
+        self.first_start
+            .max(self.start_of(self.closed_until - self.retention_ms))
     }
 
     pub fn record(&mut self, event: &StatusEvent) -> Recorded {
@@ -201,7 +202,8 @@ impl Windows {
             JobState::Running => stats.started += 1,
             JobState::Succeeded | JobState::Failed | JobState::Cancelled => {
                 stats.finished += 1;
-                if let Some(elapsed) = event.elapsed_seconds.filter(|e| e.is_finite() && *e >= 0.0) {
+                if let Some(elapsed) = event.elapsed_seconds.filter(|e| e.is_finite() && *e >= 0.0)
+                {
                     stats.elapsed_sum += elapsed;
                     stats.elapsed_count += 1;
                 }
@@ -257,13 +259,22 @@ mod tests {
 
     fn ev(job: u128, status: JobState, at_ms: i64, elapsed: Option<f64>) -> StatusEvent {
         let mut e = StatusEvent::new(id(job), "owner", status);
-        e.at = Utc.timestamp_millis_opt(at_ms).single().expect("valid time");
+        e.at = Utc
+            .timestamp_millis_opt(at_ms)
+            .single()
+            .expect("valid time");
         e.elapsed_seconds = elapsed;
         e
     }
 
     fn counts(s: &WindowStats) -> (i64, u64, u64, u64, f64) {
-        (s.start_ms - T0, s.arrivals, s.started, s.finished, s.mean_elapsed())
+        (
+            s.start_ms - T0,
+            s.arrivals,
+            s.started,
+            s.finished,
+            s.mean_elapsed(),
+        )
     }
 
     use JobState::*;
@@ -371,14 +382,23 @@ mod tests {
         let mut w = Windows::new(2000, 60_000, T0);
         assert_eq!(w.record(&ev(1, Queued, T0 + 500, None)), Recorded::Open);
         let first = w.close(T0 + 2000);
-        assert_eq!(first.closed.iter().map(counts).collect::<Vec<_>>(), vec![(0, 1, 0, 0, 0.0)]);
+        assert_eq!(
+            first.closed.iter().map(counts).collect::<Vec<_>>(),
+            vec![(0, 1, 0, 0, 0.0)]
+        );
 
         // Reaches the observer after its window closed.
         assert_eq!(w.record(&ev(2, Queued, T0 + 1900, None)), Recorded::Revised);
         assert_eq!(w.record(&ev(3, Queued, T0 + 2500, None)), Recorded::Open);
         let second = w.close(T0 + 4000);
-        assert_eq!(second.closed.iter().map(counts).collect::<Vec<_>>(), vec![(2000, 1, 0, 0, 0.0)]);
-        assert_eq!(second.revised.iter().map(counts).collect::<Vec<_>>(), vec![(0, 2, 0, 0, 0.0)]);
+        assert_eq!(
+            second.closed.iter().map(counts).collect::<Vec<_>>(),
+            vec![(2000, 1, 0, 0, 0.0)]
+        );
+        assert_eq!(
+            second.revised.iter().map(counts).collect::<Vec<_>>(),
+            vec![(0, 2, 0, 0, 0.0)]
+        );
 
         // A revision is reported once.
         assert_eq!(w.close(T0 + 4000), Closed::default());
@@ -396,10 +416,19 @@ mod tests {
         // Window [T0, T0+2000) closed 18 s ago, beyond the 10 s retention.
         assert_eq!(w.record(&ev(2, Queued, T0 + 10, None)), Recorded::TooOld);
         // Window [T0+10000, ..) is within retention.
-        assert_eq!(w.record(&ev(3, Queued, T0 + 10_000, None)), Recorded::Revised);
-        assert_eq!(w.record(&ev(4, Queued, T0 + 10_000_000, None)), Recorded::TooFarAhead);
+        assert_eq!(
+            w.record(&ev(3, Queued, T0 + 10_000, None)),
+            Recorded::Revised
+        );
+        assert_eq!(
+            w.record(&ev(4, Queued, T0 + 10_000_000, None)),
+            Recorded::TooFarAhead
+        );
         let c = w.close(T0 + 20_000);
-        assert_eq!(c.revised.iter().map(counts).collect::<Vec<_>>(), vec![(10_000, 1, 0, 0, 0.0)]);
+        assert_eq!(
+            c.revised.iter().map(counts).collect::<Vec<_>>(),
+            vec![(10_000, 1, 0, 0, 0.0)]
+        );
     }
 
     #[test]

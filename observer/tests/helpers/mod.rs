@@ -42,7 +42,8 @@ pub fn settings(extra: &[(&str, &str)]) -> Settings {
     let group = format!("lz-test-{id}-observer");
     let db = format!("lz_observer_{id}");
     let brokers = std::env::var("LZ_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let mongo = std::env::var("LZ_MONGO_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
+    let mongo =
+        std::env::var("LZ_MONGO_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
     let refresh = REFRESH_MS.to_string();
     let mut pairs: Vec<(&str, &str)> = vec![
         ("LZ_KAFKA_BROKERS", &brokers),
@@ -71,9 +72,13 @@ impl TestObserver {
             .await
             .expect("Kafka reachable (dev/stack.sh up)");
         let producer = kafka::producer(&settings.kafka).expect("producer");
-        let db = common::mongo::connect(&settings.mongo).await.expect("mongo client");
+        let db = common::mongo::connect(&settings.mongo)
+            .await
+            .expect("mongo client");
         let started_ms = Utc::now().timestamp_millis();
-        let app = Application::build(settings.clone()).await.expect("observer builds");
+        let app = Application::build(settings.clone())
+            .await
+            .expect("observer builds");
         let port = app.port();
         tokio::spawn(app.run_until(std::future::pending()));
         Self {
@@ -280,7 +285,10 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<Received> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = buf[head_end..].to_vec();
     while body.len() < length {
         let n = stream.read(&mut chunk).await.ok()?;
