@@ -1,6 +1,6 @@
 //! MongoDB client from settings.
 
-use mongodb::options::ClientOptions;
+use mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
 use mongodb::{Client, Database};
 
 use crate::settings::MongoSettings;
@@ -13,5 +13,13 @@ pub async fn connect(m: &MongoSettings) -> mongodb::error::Result<Database> {
     options.server_selection_timeout = Some(m.server_selection_timeout);
     options.connect_timeout = Some(m.server_selection_timeout);
     options.app_name = Some("lanzadera".into());
+    // An accepted job must survive a database crash: writes are
+    // acknowledged only once journaled on a majority.
+    options.write_concern = Some(
+        WriteConcern::builder()
+            .w(Acknowledgment::Majority)
+            .journal(true)
+            .build(),
+    );
     Ok(Client::with_options(options)?.database(&m.database))
 }

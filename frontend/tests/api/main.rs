@@ -1,0 +1,10 @@
+//! The frontend's API tests: the real application, the real local stack,
+//! real OIDC tokens.
+
+mod auth;
+mod files;
+mod health;
+mod helpers;
+mod jobs;
+mod recorder;
+mod resilience;
