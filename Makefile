@@ -1,0 +1,21 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+.PHONY: run down test lint status install
+
+run: ## start the stack and the platform, print how to use it
+	dev/platform.sh up
+
+down: ## stop everything `make run` or `make test` started
+	dev/platform.sh down
+
+test: ## start the stack if needed, lint, run every test
+	dev/test.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+status:
+	dev/stack.sh status
+
+install: ## install the pinned local servers into ~/.cache/lanzadera
+	dev/install.sh all
