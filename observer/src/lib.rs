@@ -18,8 +18,7 @@ use std::sync::{Arc, RwLock};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use common::{kafka, mongo};
-use rdkafka::consumer::Consumer;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::actuator::Actuator;
@@ -51,8 +50,7 @@ impl Application {
             // is better than the bookkeeping of committing after storing.
             &[("enable.auto.commit", "true".into())],
         )?;
-        consumer.subscribe(&[&settings.kafka.status_topic])?;
-        spawn_provisioning(&settings, store.clone());
+        let topics_ready = spawn_provisioning(&settings, store.clone());
 
         let listener = TcpListener::bind(&settings.http_addr)?;
         let port = listener.local_addr()?.port();
@@ -89,7 +87,7 @@ impl Application {
             settings.actuator_resync,
         ));
         let observer = Observer::new(settings, probe, store, decisions_tx, desired);
-        let observer = tokio::spawn(observer.run(consumer, stop_rx));
+        let observer = tokio::spawn(observer.run(consumer, topics_ready, stop_rx));
         Ok(Self {
             port,
             server,
@@ -122,15 +120,21 @@ impl Application {
 }
 
 /// Topic and index creation are idempotent and may have to wait for the
-/// broker or the database; the observer runs meanwhile.
-fn spawn_provisioning(settings: &Settings, store: ObservationStore) {
+/// broker or the database; the HTTP endpoint answers meanwhile. The
+/// returned signal fires once topic creation was tried: subscribing before
+/// the status topic exists would leave the consumer waiting for a metadata
+/// refresh (minutes) before it reads anything.
+fn spawn_provisioning(settings: &Settings, store: ObservationStore) -> oneshot::Receiver<()> {
     let kafka_settings = settings.kafka.clone();
+    let (ready, topics_ready) = oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = kafka::ensure_topics(&kafka_settings).await {
             tracing::warn!(error = %e, "cannot create the topics; the frontend may do it");
         }
+        let _ = ready.send(());
         if let Err(e) = store.ensure_indexes().await {
             tracing::warn!(error = %e, "cannot create the observations index");
         }
     });
+    topics_ready
 }

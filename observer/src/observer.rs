@@ -8,10 +8,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use common::{Observation, ScaleDecision, StatusEvent};
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::actuator::Actuator;
 use crate::cluster::{ClusterProbe, Growth};
@@ -95,7 +95,19 @@ impl Observer {
         Duration::from_millis(u64::try_from(next - now).unwrap_or(0))
     }
 
-    pub async fn run(mut self, consumer: StreamConsumer, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        consumer: StreamConsumer,
+        topics_ready: oneshot::Receiver<()>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = topics_ready => {}
+        }
+        if let Err(e) = consumer.subscribe(&[&self.settings.kafka.status_topic]) {
+            tracing::error!(error = %e, "cannot subscribe to the status topic; observing lag only");
+        }
         loop {
             let wait = self.until_next_tick(now_ms());
             tokio::select! {
