@@ -5,7 +5,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
@@ -39,6 +39,21 @@ pub fn consumer(
     group: &str,
     overrides: &[(&str, String)],
 ) -> KafkaResult<StreamConsumer> {
+    consumer_config(k, group, overrides).create()
+}
+
+/// The same consumer with a custom context, for callers that act on
+/// rebalances (the worker commits or pauses partitions there).
+pub fn consumer_with_context<C: ConsumerContext + 'static>(
+    k: &KafkaSettings,
+    group: &str,
+    overrides: &[(&str, String)],
+    context: C,
+) -> KafkaResult<StreamConsumer<C>> {
+    consumer_config(k, group, overrides).create_with_context(context)
+}
+
+fn consumer_config(k: &KafkaSettings, group: &str, overrides: &[(&str, String)]) -> ClientConfig {
     let mut c = base(k);
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -48,7 +63,7 @@ pub fn consumer(
     for (key, value) in overrides {
         c.set(*key, value);
     }
-    c.create()
+    c
 }
 
 pub fn admin(k: &KafkaSettings) -> KafkaResult<AdminClient<DefaultClientContext>> {

@@ -1,0 +1,367 @@
+//! The Lanzadera worker: takes jobs from the jobs topic, runs them, stores
+//! their results and reports their status. See `docs/worker.md`.
+
+pub mod cancels;
+pub mod consumer;
+pub mod git;
+pub mod job;
+pub mod process;
+pub mod settings;
+pub mod upload;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use common::kafka::{self, produce_json};
+use common::{storage, JobId, JobMessage, JobState, StatusEvent};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::cancels::Cancels;
+use crate::consumer::{Running, WorkerContext};
+use crate::job::{Execution, JobRunner, Report};
+pub use crate::settings::WorkerSettings;
+
+type JobConsumer = StreamConsumer<WorkerContext>;
+
+pub struct Application {
+    settings: Arc<WorkerSettings>,
+    consumer: JobConsumer,
+    context: WorkerContext,
+    producer: FutureProducer,
+    runner: JobRunner,
+    /// Deliveries of each job seen by this process, for `attempt`.
+    deliveries: HashMap<JobId, u32>,
+    poll_tick: Duration,
+}
+
+/// What became of a message.
+enum Handled {
+    /// Its end was published: commit it.
+    Finished,
+    /// Given back to the group uncommitted (shutdown).
+    HandedBack,
+}
+
+impl Application {
+    /// Connects to the broker and storage, reads the cancel requests already
+    /// published, and joins the workers' group.
+    pub async fn build(settings: WorkerSettings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        git::init_timeouts();
+        std::fs::create_dir_all(&settings.work_dir).with_context(|| {
+            format!("cannot create the work folder {}", settings.work_dir.display())
+        })?;
+        kafka::ensure_topics(&settings.kafka)
+            .await
+            .context("cannot create the topics")?;
+        storage::ensure_bucket(&settings.s3)
+            .await
+            .context("cannot reach the bucket")?;
+        let bucket = storage::bucket(&settings.s3).context("bucket settings")?;
+        let producer = kafka::producer(&settings.kafka).context("kafka producer")?;
+        let cancels = Cancels::start(&settings.kafka)
+            .await
+            .context("cannot read the cancel topic")?;
+
+        let context = WorkerContext::new();
+        let max_poll = settings.max_poll_interval.as_millis().max(1000) as u64;
+        // librdkafka refuses a session timeout above the poll interval.
+        let session = u64::from(settings.kafka.session_timeout_ms).min(max_poll);
+        let consumer = kafka::consumer_with_context(
+            &settings.kafka,
+            &settings.kafka.workers_group,
+            &[
+                ("max.poll.interval.ms", max_poll.to_string()),
+                ("session.timeout.ms", session.to_string()),
+                ("client.id", settings.worker_id.clone()),
+            ],
+            context.clone(),
+        )
+        .context("kafka consumer")?;
+        consumer
+            .subscribe(&[&settings.kafka.jobs_topic])
+            .context("cannot subscribe to the jobs topic")?;
+        // Polls at least this often even when idle or busy: librdkafka counts
+        // max.poll.interval.ms from the last poll.
+        let poll_tick = (settings.max_poll_interval / 4).clamp(
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        );
+        tracing::info!(worker_id = %settings.worker_id, "worker ready");
+        Ok(Self {
+            runner: JobRunner {
+                settings: settings.clone(),
+                bucket,
+                cancels,
+            },
+            settings,
+            consumer,
+            context,
+            producer,
+            deliveries: HashMap::new(),
+            poll_tick,
+        })
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.settings.worker_id
+    }
+
+    /// Number of partitions held; changes on rebalances.
+    pub fn assigned_partitions(&self) -> watch::Receiver<usize> {
+        self.context.assigned()
+    }
+
+    /// Takes and runs jobs until `shutdown` resolves, then lets the running
+    /// job finish within the grace period (or hands it back), and leaves the
+    /// group.
+    pub async fn run_until_stopped(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let mut shutting_down = false;
+        while !shutting_down {
+            let buffered = self.context.state().buffered.pop_front();
+            let message = match buffered {
+                Some(message) => message,
+                None => {
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break,
+                        received = tokio::time::timeout(self.poll_tick, self.consumer.recv()) => {
+                            match received {
+                                Err(_) => continue,
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "consumer error");
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                    continue;
+                                }
+                                Ok(Ok(message)) => message.detach(),
+                            }
+                        }
+                    }
+                }
+            };
+            self.handle(message, &mut shutdown, &mut shutting_down)
+                .await;
+        }
+        self.leave().await;
+        Ok(())
+    }
+
+    /// Runs the message's job while the consumer keeps polling, then
+    /// commits it unless it was handed back.
+    async fn handle(
+        &mut self,
+        message: OwnedMessage,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        shutting_down: &mut bool,
+    ) {
+        let (topic, partition, offset) = (
+            message.topic().to_string(),
+            message.partition(),
+            message.offset(),
+        );
+        let job = match message.payload().map(serde_json::from_slice::<JobMessage>) {
+            Some(Ok(job)) => job,
+            _ => {
+                // Nothing can run it and nobody can be told: skip it rather
+                // than block the partition.
+                tracing::error!(partition, offset, "skipping a malformed job message");
+                self.commit(&topic, partition, offset).await;
+                return;
+            }
+        };
+        let attempt = {
+            let seen = self.deliveries.entry(job.id).or_insert(0);
+            *seen += 1;
+            *seen
+        };
+        self.context.state().running = Some(Running {
+            topic: topic.clone(),
+            partition,
+            offset,
+            handed_over: false,
+        });
+        self.pause_all();
+
+        let (grace_over, grace_rx) = watch::channel(false);
+        let span = tracing::info_span!("job", job_id = %job.id, attempt, partition, offset);
+        let work = self.process(&job, attempt, grace_rx).instrument(span);
+        tokio::pin!(work);
+        let mut grace_deadline: Option<Instant> = None;
+        let handled = loop {
+            tokio::select! {
+                handled = &mut work => break handled,
+                received = tokio::time::timeout(self.poll_tick, self.consumer.recv()) => {
+                    if let Ok(Ok(message)) = received {
+                        self.context.state().buffered.push_back(message.detach());
+                    }
+                }
+                _ = shutdown.as_mut(), if !*shutting_down => {
+                    *shutting_down = true;
+                    tracing::info!(
+                        grace_secs = self.settings.shutdown_grace.as_secs(),
+                        "shutting down: waiting for the running job"
+                    );
+                    grace_deadline = Some(Instant::now() + self.settings.shutdown_grace);
+                }
+                _ = sleep_until_opt(grace_deadline) => {
+                    tracing::warn!("grace period over: stopping the job and handing it back");
+                    grace_over.send_replace(true);
+                    grace_deadline = None;
+                }
+            }
+        };
+        let running = self.context.state().running.take();
+        match handled {
+            Handled::Finished => {
+                if running.is_some_and(|r| !r.handed_over) {
+                    self.commit(&topic, partition, offset).await;
+                }
+            }
+            Handled::HandedBack => {
+                tracing::info!(job_id = %job.id, "job handed back uncommitted");
+            }
+        }
+        if *shutting_down {
+            // Messages fetched meanwhile belong to the group, not to us.
+            self.context.state().buffered.clear();
+        } else {
+            self.resume_all();
+        }
+    }
+
+    /// From the cancel check to the terminal event.
+    async fn process(&self, job: &JobMessage, attempt: u32, grace_over: watch::Receiver<bool>) -> Handled {
+        let cancels = &self.runner.cancels;
+        if let Err(e) = cancels.caught_up(Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "going on with the cancel requests read so far");
+        }
+        if cancels.is_cancelled(job.id) {
+            tracing::info!("cancelled before it started: skipped");
+            let mut event = self.event(job, JobState::Cancelled, attempt);
+            event.error = Some("cancelled before it started".into());
+            return self.publish(job, event, &grace_over).await;
+        }
+        let started = Instant::now();
+        let running = self.event(job, JobState::Running, attempt);
+        if let Handled::HandedBack = self.publish(job, running, &grace_over).await {
+            return Handled::HandedBack;
+        }
+        tracing::info!(url = %job.redacted_url, "job started");
+        let report = match self.runner.execute(job, attempt, grace_over.clone()).await {
+            Execution::Done(report) => report,
+            Execution::HandedBack => return Handled::HandedBack,
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        tracing::info!(
+            status = %report.state,
+            exit_code = ?report.exit_code,
+            elapsed_seconds = elapsed,
+            outputs = report.output_files.len(),
+            "job ended"
+        );
+        let event = self.terminal_event(job, attempt, report, elapsed);
+        self.publish(job, event, &grace_over).await
+    }
+
+    fn event(&self, job: &JobMessage, status: JobState, attempt: u32) -> StatusEvent {
+        let mut event = StatusEvent::new(job.id, job.owner.clone(), status);
+        event.worker_id = Some(self.settings.worker_id.clone());
+        event.attempt = attempt;
+        event
+    }
+
+    fn terminal_event(&self, job: &JobMessage, attempt: u32, report: Report, elapsed: f64) -> StatusEvent {
+        let mut event = self.event(job, report.state, attempt);
+        event.exit_code = report.exit_code;
+        // Milliseconds are all a user reads.
+        event.elapsed_seconds = Some((elapsed * 1000.0).round() / 1000.0);
+        event.output_files = Some(report.output_files);
+        event.error = report.error;
+        event
+    }
+
+    /// Publishes until the broker acknowledges, or until the grace period
+    /// is over (then the job goes back uncommitted and runs again).
+    async fn publish(
+        &self,
+        job: &JobMessage,
+        event: StatusEvent,
+        grace_over: &watch::Receiver<bool>,
+    ) -> Handled {
+        let topic = &self.settings.kafka.status_topic;
+        let key = job.id.to_string();
+        loop {
+            match produce_json(&self.producer, topic, &key, &event).await {
+                Ok(()) => return Handled::Finished,
+                Err(e) => {
+                    tracing::warn!(error = %e, status = %event.status, "status event not acknowledged; retrying");
+                    if *grace_over.borrow() {
+                        return Handled::HandedBack;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, topic: &str, partition: i32, offset: i64) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+            .is_err()
+        {
+            return;
+        }
+        // A failed commit only means the job may run again after a
+        // rebalance; the recorder keeps its first end.
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(error = %e, partition, offset, "offset commit failed");
+        }
+    }
+
+    fn pause_all(&self) {
+        if let Ok(assignment) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.pause(&assignment) {
+                tracing::warn!(error = %e, "cannot pause partitions");
+            }
+        }
+    }
+
+    fn resume_all(&self) {
+        if let Ok(assignment) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.resume(&assignment) {
+                tracing::warn!(error = %e, "cannot resume partitions");
+            }
+        }
+    }
+
+    /// Leaves the group at once, so its partitions move to the other
+    /// workers without waiting for the session timeout.
+    async fn leave(self) {
+        self.runner.cancels.stop();
+        self.consumer.unsubscribe();
+        let consumer = self.consumer;
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        tracing::info!("left the group");
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,291 @@
+//! Running the job's scripts: each in its own process group, with a cleared
+//! environment, stdout and stderr streamed to size-limited files, a
+//! wall-clock deadline, and a watch on the size of `output/`.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::fs::File;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// One npm lifecycle script: `prestart`, `start` (which gets the job's
+/// args) or `poststart`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub name: String,
+    pub script: String,
+    pub args: Vec<String>,
+}
+
+impl Stage {
+    /// What `npm run` does: `sh -c "<script> <args quoted>"`. Here the args
+    /// travel as positional parameters and `"$@"` expands them, so each
+    /// arg stays one word and none is ever parsed by the shell.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("{} \"$@\"", self.script))
+            .arg("sh")
+            .args(&self.args);
+        cmd
+    }
+}
+
+pub struct RunSpec<'a> {
+    pub repo: &'a Path,
+    pub stages: Vec<Stage>,
+    /// The complete environment of the scripts.
+    pub env: Vec<(String, String)>,
+    pub stdout_log: &'a Path,
+    pub stderr_log: &'a Path,
+    pub max_log_bytes: u64,
+    pub output_dir: &'a Path,
+    pub max_output_bytes: u64,
+    pub deadline: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd<S> {
+    /// Every stage ran; the exit code of the last one that ran (the first
+    /// non-zero one, or 0).
+    Exited(i32),
+    Signalled(i32),
+    TimedOut,
+    OutputTooLarge(u64),
+    /// Stopped from outside (cancel or shutdown).
+    Interrupted(S),
+    CouldNotStart(String),
+}
+
+/// Runs the stages in order until one fails. `interrupt` resolves when the
+/// run must stop; its value is handed back in `RunEnd::Interrupted`.
+pub async fn run<S>(spec: &RunSpec<'_>, interrupt: impl Future<Output = S>) -> RunEnd<S> {
+    let mut stdout = match LogFile::create(spec.stdout_log, spec.max_log_bytes).await {
+        Ok(f) => f,
+        Err(e) => return RunEnd::CouldNotStart(format!("cannot create the log file: {e}")),
+    };
+    let mut stderr = match LogFile::create(spec.stderr_log, spec.max_log_bytes).await {
+        Ok(f) => f,
+        Err(e) => return RunEnd::CouldNotStart(format!("cannot create the log file: {e}")),
+    };
+    tokio::pin!(interrupt);
+    let mut end = RunEnd::Exited(0);
+    for stage in &spec.stages {
+        let (stage_end, out, err) = run_stage(spec, stage, stdout, stderr, &mut interrupt).await;
+        stdout = out;
+        stderr = err;
+        end = stage_end;
+        if !matches!(end, RunEnd::Exited(0)) {
+            break;
+        }
+    }
+    stdout.finish().await;
+    stderr.finish().await;
+    end
+}
+
+async fn run_stage<S, I: Future<Output = S>>(
+    spec: &RunSpec<'_>,
+    stage: &Stage,
+    stdout: LogFile,
+    stderr: LogFile,
+    interrupt: &mut std::pin::Pin<&mut I>,
+) -> (RunEnd<S>, LogFile, LogFile) {
+    let mut cmd = stage.command();
+    cmd.current_dir(spec.repo)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so that a kill reaches every process it started.
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: the closure runs between fork and exec and only makes one
+    // async-signal-safe system call. It kills the script's shell if the
+    // worker dies (e.g. `kill -9`), so an orphaned run does not go on
+    // competing with the run that replaces it.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return (
+                RunEnd::CouldNotStart(format!("could not start /bin/sh: {e}")),
+                stdout,
+                stderr,
+            )
+        }
+    };
+    let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let out_task = child.stdout.take().map(|pipe| tokio::spawn(stdout.drain(pipe)));
+    let err_task = child.stderr.take().map(|pipe| tokio::spawn(stderr.drain(pipe)));
+
+    let mut size_check = tokio::time::interval(Duration::from_secs(1));
+    size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = loop {
+        tokio::select! {
+            status = child.wait() => break match status {
+                Ok(s) => match (s.code(), s.signal()) {
+                    (Some(code), _) => RunEnd::Exited(code),
+                    (None, Some(signal)) => RunEnd::Signalled(signal),
+                    (None, None) => RunEnd::Exited(-1),
+                },
+                Err(e) => RunEnd::CouldNotStart(format!("waiting for the script failed: {e}")),
+            },
+            _ = tokio::time::sleep_until(spec.deadline) => {
+                kill_group(group, &mut child, Duration::ZERO).await;
+                break RunEnd::TimedOut;
+            }
+            why = interrupt.as_mut() => {
+                kill_group(group, &mut child, Duration::from_secs(2)).await;
+                break RunEnd::Interrupted(why);
+            }
+            _ = size_check.tick(), if spec.max_output_bytes > 0 => {
+                let bytes = dir_size(spec.output_dir.to_path_buf()).await;
+                if bytes > spec.max_output_bytes {
+                    kill_group(group, &mut child, Duration::ZERO).await;
+                    break RunEnd::OutputTooLarge(bytes);
+                }
+            }
+        }
+    };
+    // Whatever the shell left running in its group (background jobs,
+    // daemons) goes with it, and so do the pipes they hold.
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    let stdout = collect(out_task).await;
+    let stderr = collect(err_task).await;
+    match (stdout, stderr) {
+        (Some(o), Some(e)) => (end, o, e),
+        _ => {
+            // A copier task panicked: nothing sensible left to log into.
+            let reason = "the log copier failed".to_string();
+            (RunEnd::CouldNotStart(reason), LogFile::disabled(), LogFile::disabled())
+        }
+    }
+}
+
+async fn collect(task: Option<tokio::task::JoinHandle<LogFile>>) -> Option<LogFile> {
+    let mut task = task?;
+    // A process that left the group (setsid) may keep the pipe open: stop
+    // copying after a short while rather than wait for it forever.
+    match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+        Ok(done) => done.ok(),
+        Err(_) => {
+            task.abort();
+            None
+        }
+    }
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace` if the leader still
+/// runs.
+async fn kill_group(group: Option<Pid>, child: &mut Child, grace: Duration) {
+    let Some(group) = group else {
+        let _ = child.start_kill();
+        return;
+    };
+    if !grace.is_zero() {
+        let _ = killpg(group, Signal::SIGTERM);
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            let _ = killpg(group, Signal::SIGKILL);
+            return;
+        }
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait().await;
+}
+
+/// Total size of the regular files under `dir` (symlinks not followed).
+pub async fn dir_size(dir: PathBuf) -> u64 {
+    tokio::task::spawn_blocking(move || {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    })
+    .await
+    .unwrap_or(0)
+}
+
+/// A log file that keeps the first `limit` bytes of a stream and counts
+/// the rest.
+struct LogFile {
+    file: Option<File>,
+    written: u64,
+    dropped: u64,
+    limit: u64,
+}
+
+impl LogFile {
+    async fn create(path: &Path, limit: u64) -> io::Result<Self> {
+        Ok(Self {
+            file: Some(File::create(path).await?),
+            written: 0,
+            dropped: 0,
+            limit,
+        })
+    }
+
+    fn disabled() -> Self {
+        Self {
+            file: None,
+            written: 0,
+            dropped: 0,
+            limit: 0,
+        }
+    }
+
+    /// Copies the pipe until it closes. Keeps reading past the limit so the
+    /// job never blocks on a full pipe.
+    async fn drain(mut self, mut pipe: impl AsyncRead + Unpin) -> Self {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match pipe.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let room = self.limit.saturating_sub(self.written) as usize;
+            let keep = n.min(room);
+            if keep > 0 {
+                if let Some(file) = self.file.as_mut() {
+                    if file.write_all(&buf[..keep]).await.is_err() {
+                        self.file = None;
+                    }
+                }
+                self.written += keep as u64;
+            }
+            self.dropped += (n - keep) as u64;
+        }
+        self
+    }
+
+    async fn finish(mut self) {
+        if let Some(mut file) = self.file.take() {
+            if self.dropped > 0 {
+                let note = format!(
+                    "\n[lanzadera: log truncated at {} bytes; {} more bytes were dropped]\n",
+                    self.limit, self.dropped
+                );
+                let _ = file.write_all(note.as_bytes()).await;
+            }
+            let _ = file.flush().await;
+        }
+    }
+}

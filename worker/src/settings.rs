@@ -1,0 +1,107 @@
+//! The worker's typed settings: the shared Kafka / S3 / job-policy trees plus
+//! what only the worker needs. Every variable is `LZ_*` and listed in
+//! `docs/worker.md`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::settings::{Env, JobPolicy, KafkaSettings, S3Settings, SettingsError};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub kafka: KafkaSettings,
+    pub s3: S3Settings,
+    /// Which repositories may be cloned (checked again here: the jobs topic
+    /// is trusted, but a worker should not depend on that).
+    pub policy: JobPolicy,
+    /// Shown in status events; unique per process.
+    pub worker_id: String,
+    /// Each job gets a fresh folder under it, removed after the run.
+    pub work_dir: PathBuf,
+    /// Wall-clock limit of a job's clone and of its run.
+    pub job_timeout: Duration,
+    /// Limit on the total size of `output/`; a job that exceeds it is killed.
+    pub max_output_bytes: u64,
+    /// Per stream; the rest of the stream is drained and dropped.
+    pub max_log_bytes: u64,
+    /// After SIGTERM, how long the running job may still take before it is
+    /// killed and handed back to the group uncommitted.
+    pub shutdown_grace: Duration,
+    /// librdkafka `max.poll.interval.ms`; the worker keeps polling while a
+    /// job runs, so jobs may take longer than this.
+    pub max_poll_interval: Duration,
+    /// PATH of the job's process (after `node_modules/.bin`).
+    pub job_path: String,
+}
+
+impl WorkerSettings {
+    pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
+        let work_dir = match env.optional("LZ_WORK_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::temp_dir().join(format!("lanzadera-worker-{}", std::process::id())),
+        };
+        Ok(Self {
+            kafka: KafkaSettings::from_env(env)?,
+            s3: S3Settings::from_env(env)?,
+            policy: JobPolicy::from_env(env)?,
+            worker_id: env
+                .optional("LZ_WORKER_ID")
+                .unwrap_or_else(default_worker_id),
+            work_dir,
+            job_timeout: Duration::from_secs(env.parse("LZ_JOB_TIMEOUT_SECS", 3600u64)?),
+            max_output_bytes: env.parse("LZ_MAX_OUTPUT_BYTES", 1024 * 1024 * 1024u64)?,
+            max_log_bytes: env.parse("LZ_MAX_LOG_BYTES", 10 * 1024 * 1024u64)?,
+            shutdown_grace: Duration::from_secs(env.parse("LZ_SHUTDOWN_GRACE_SECS", 30u64)?),
+            max_poll_interval: env.millis("LZ_MAX_POLL_INTERVAL_MS", 300_000)?,
+            job_path: env.string(
+                "LZ_JOB_PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ),
+        })
+    }
+}
+
+/// `hostname-pid`: stable enough to read in a record, unique per process
+/// even when several workers share a host.
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = WorkerSettings::from_env(&Env::from_pairs([])).unwrap();
+        assert_eq!(s.job_timeout, Duration::from_secs(3600));
+        assert_eq!(s.max_poll_interval, Duration::from_secs(300));
+        assert!(s.worker_id.ends_with(&format!("-{}", std::process::id())));
+        assert!(!s.policy.repos.allow_insecure);
+    }
+
+    #[test]
+    fn overrides() {
+        let s = WorkerSettings::from_env(&Env::from_pairs([
+            ("LZ_WORKER_ID", "w-1"),
+            ("LZ_WORK_DIR", "/srv/jobs"),
+            ("LZ_JOB_TIMEOUT_SECS", "5"),
+            ("LZ_MAX_LOG_BYTES", "100"),
+            ("LZ_MAX_POLL_INTERVAL_MS", "7000"),
+            ("LZ_ALLOW_INSECURE_REPOS", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(s.worker_id, "w-1");
+        assert_eq!(s.work_dir, PathBuf::from("/srv/jobs"));
+        assert_eq!(s.job_timeout, Duration::from_secs(5));
+        assert_eq!(s.max_log_bytes, 100);
+        assert_eq!(s.max_poll_interval, Duration::from_millis(7000));
+        assert!(s.policy.repos.allow_insecure);
+        assert!(WorkerSettings::from_env(&Env::from_pairs([("LZ_JOB_TIMEOUT_SECS", "x")])).is_err());
+    }
+}
