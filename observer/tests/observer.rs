@@ -254,6 +254,7 @@ async fn kubernetes_actuator_patches_the_scale_subresource() {
     ]))
     .await;
     obs.enqueue_jobs(16).await;
+    let enqueued = std::time::Instant::now();
     // 16 x 2 / 10 = 3.2 -> 4 workers, within the 4 partitions.
     let patch = eventually(Duration::from_secs(10), || async {
         api.received()
@@ -262,6 +263,14 @@ async fn kubernetes_actuator_patches_the_scale_subresource() {
     })
     .await
     .expect("PATCH with 4 replicas");
+    // The next window to close sees the backlog: at most one window plus
+    // the grace, plus the probe and the request (slack for a busy machine).
+    let reaction = patch.at - enqueued;
+    eprintln!("backlog to scale request: {reaction:?}");
+    assert!(
+        reaction < Duration::from_millis(2 * REFRESH_MS as u64 + 1000),
+        "{reaction:?}"
+    );
     assert_eq!(patch.method, "PATCH");
     assert_eq!(
         patch.path,
@@ -320,4 +329,28 @@ async fn the_probe_reads_the_lag_and_growing_is_refused_or_done() {
         }
         other => panic!("unexpected answer to growing: {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_failing_webhook_never_stops_observing() {
+    // Nothing listens there: every call fails after its retries.
+    let obs = TestObserver::start(settings(&[
+        ("LZ_ACTUATOR", "webhook"),
+        ("LZ_WEBHOOK_URL", "http://127.0.0.1:9/scale"),
+        ("LZ_WEBHOOK_RETRIES", "3"),
+    ]))
+    .await;
+    obs.enqueue_jobs(5).await;
+    tokio::time::sleep(Duration::from_millis(8 * REFRESH_MS as u64)).await;
+    let decided = obs
+        .observations()
+        .await
+        .iter()
+        .filter(|o| o.decision.is_some())
+        .count();
+    assert!(
+        decided >= 6,
+        "one observation with a decision per window, got {decided}"
+    );
+    assert_eq!(obs.desired().await["backlog"], 5);
 }
