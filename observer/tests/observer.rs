@@ -123,6 +123,7 @@ async fn observations_count_every_event_and_the_webhook_gets_a_scale_up() {
     assert_eq!(newest.len(), 10);
     assert!(newest.windows(2).all(|p| p[0].timestamp > p[1].timestamp));
     assert!(newest[0].decision.is_some());
+    obs.drop_database().await;
 }
 
 #[tokio::test]
@@ -182,6 +183,7 @@ async fn a_drained_backlog_scales_down_after_the_stabilisation_window() {
     });
     assert!(held, "a decision held 2 while the backlog was already 0");
     assert_eq!(obs.desired().await["desiredReplicas"], 1);
+    obs.drop_database().await;
 }
 
 #[tokio::test]
@@ -222,6 +224,7 @@ async fn a_late_event_revises_the_stored_window() {
         revised.decision, stored_empty.decision,
         "the decision taken then is kept"
     );
+    obs.drop_database().await;
 }
 
 #[tokio::test]
@@ -234,6 +237,7 @@ async fn the_collection_is_bounded() {
         "at most 3 kept (one more between insert and trim), got {}",
         all.len()
     );
+    obs.drop_database().await;
 }
 
 #[tokio::test]
@@ -294,6 +298,7 @@ async fn kubernetes_actuator_patches_the_scale_subresource() {
         .count();
     assert_eq!(patches, 1, "one PATCH for one change");
     let _ = std::fs::remove_file(token_file);
+    obs.drop_database().await;
 }
 
 #[tokio::test]
@@ -307,6 +312,7 @@ async fn health_and_desired_answer_before_the_first_window() {
         desired["desiredReplicas"].as_u64().is_some_and(|n| n >= 2),
         "{desired}"
     );
+    obs.drop_database().await;
 }
 
 #[tokio::test]
@@ -329,6 +335,7 @@ async fn the_probe_reads_the_lag_and_growing_is_refused_or_done() {
         }
         other => panic!("unexpected answer to growing: {other:?}"),
     }
+    obs.drop_database().await;
 }
 
 #[tokio::test]
@@ -353,4 +360,5 @@ async fn a_failing_webhook_never_stops_observing() {
         "one observation with a decision per window, got {decided}"
     );
     assert_eq!(obs.desired().await["backlog"], 5);
+    obs.drop_database().await;
 }

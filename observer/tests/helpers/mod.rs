@@ -1,7 +1,9 @@
 //! Runs the observer against the real local stack (`dev/stack.sh up`:
 //! Kafka on 127.0.0.1:9092, MongoDB on 27017; `LZ_KAFKA_BROKERS` and
 //! `LZ_MONGO_URI` point elsewhere). Each test gets its own topics, groups
-//! and database, so tests run in parallel and leave nothing to clean.
+//! and database, so tests run in parallel without seeing each other. A
+//! passing test drops its database; topics stay until the broker restarts
+//! (the local one keeps them in memory).
 
 #![allow(dead_code)]
 
@@ -156,6 +158,10 @@ impl TestObserver {
             .try_collect()
             .await
             .expect("read")
+    }
+
+    pub async fn drop_database(&self) {
+        let _ = self.db.drop().await;
     }
 
     pub async fn desired(&self) -> serde_json::Value {
