@@ -52,8 +52,10 @@ impl Cancels {
     pub async fn start(kafka: &KafkaSettings) -> Result<Self, CancelsError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &kafka.brokers)
-            // Assigned directly: no group, nothing committed, every worker
-            // reads everything.
+            // librdkafka wants a group id even for a direct assignment; this
+            // one is never joined and nothing is committed in it, so every
+            // worker reads everything.
+            .set("group.id", format!("lanzadera-cancel-reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
