@@ -82,6 +82,9 @@ impl Application {
             &[
                 ("max.poll.interval.ms", max_poll.to_string()),
                 ("session.timeout.ms", session.to_string()),
+                // A third of the session, as Kafka advises: a missed
+                // heartbeat or two must not cost the worker its partitions.
+                ("heartbeat.interval.ms", (session / 3).max(100).to_string()),
                 ("client.id", settings.worker_id.clone()),
             ],
             context.clone(),
@@ -95,7 +98,7 @@ impl Application {
         let poll_tick = (settings.max_poll_interval / 4).clamp(
             Duration::from_millis(100),
             Duration::from_secs(1),
-        );
+        ) * 60;
         tracing::info!(worker_id = %settings.worker_id, "worker ready");
         Ok(Self {
             runner: JobRunner {

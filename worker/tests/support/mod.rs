@@ -211,7 +211,13 @@ impl Stack {
     /// Starts the worker in this process and waits until it holds
     /// partitions.
     pub async fn start_worker(&self, extra: &[(&str, &str)]) -> InProcessWorker {
-        let vars = self.worker_env(extra);
+        common::telemetry::init("lanzadera-worker-test");
+        let mut vars = self.worker_env(extra);
+        // Workers in one process would otherwise share `hostname-pid`.
+        if !vars.iter().any(|(n, _)| n == "LZ_WORKER_ID") {
+            let id = format!("in-process-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            vars.push(("LZ_WORKER_ID".into(), id));
+        }
         let env = Env::from_pairs(vars.iter().map(|(a, b)| (a.as_str(), b.as_str())));
         let settings = WorkerSettings::from_env(&env).expect("worker settings");
         let app = Application::build(settings).await.expect("worker starts");
@@ -230,6 +236,7 @@ impl Stack {
             .expect("assignment watch");
         InProcessWorker {
             id,
+            assigned,
             stop: Some(stop),
             task: Some(task),
         }
@@ -332,6 +339,8 @@ impl Stack {
 
 pub struct InProcessWorker {
     pub id: String,
+    /// Partitions held, as the worker's rebalance callbacks report them.
+    pub assigned: tokio::sync::watch::Receiver<usize>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }

@@ -1,0 +1,1 @@
+//! Full-system tests live in `tests/`.

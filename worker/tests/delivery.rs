@@ -1,0 +1,244 @@
+//! Delivery guarantees with several workers in one group, on the real
+//! stack: each job runs once, a worker killed mid-job loses nothing, a job
+//! longer than the poll interval is not handed to a second worker, and
+//! SIGTERM finishes or hands back the running job.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{JobId, JobState, StatusEvent};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{files, shell_job, GitServer, InProcessWorker, Stack};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn by_state(events: &[StatusEvent], state: JobState) -> Vec<&StatusEvent> {
+    events.iter().filter(|e| e.status == state).collect()
+}
+
+async fn wait_for_partitions(workers: &mut [&mut InProcessWorker], total: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: Vec<usize> = workers.iter().map(|w| *w.assigned.borrow()).collect();
+        if counts.iter().all(|c| *c > 0) && counts.iter().sum::<usize>() == total {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "partitions never spread: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_burst_and_each_job_runs_once() {
+    let git = GitServer::start();
+    let repo = shell_job("sleep 0.3\necho \"$LZ_JOB_ID\" > output/id.txt\n");
+    let url = git.repo("public/burst.git", &files(&repo));
+    let stack = Stack::new(4).await;
+    let mut a = stack.start_worker(&[]).await;
+    let mut b = stack.start_worker(&[]).await;
+    wait_for_partitions(&mut [&mut a, &mut b], 4).await;
+
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(stack.submit(&url, &[], None).await);
+    }
+    for id in &ids {
+        stack.status.terminal(*id, WAIT).await;
+    }
+    let took = started.elapsed();
+    // Late duplicates, if any, would show up within this.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut per_worker: HashMap<String, usize> = HashMap::new();
+    for id in &ids {
+        let events = stack.status.events_for(*id);
+        let running = by_state(&events, JobState::Running);
+        let ends: Vec<_> = events.iter().filter(|e| e.status.is_terminal()).collect();
+        assert_eq!(running.len(), 1, "job {id} started {} times: {events:#?}", running.len());
+        assert_eq!(ends.len(), 1, "job {id} ended {} times: {events:#?}", ends.len());
+        assert_eq!(ends[0].status, JobState::Succeeded, "{events:#?}");
+        assert_eq!(stack.text(*id, "output/id.txt").await, format!("{id}\n"));
+        *per_worker.entry(running[0].worker_id.clone().unwrap_or_default()).or_default() += 1;
+    }
+    eprintln!("12 jobs over 2 workers in {took:?}: {per_worker:?}");
+    assert_eq!(
+        per_worker.keys().cloned().collect::<HashSet<_>>(),
+        HashSet::from([a.id.clone(), b.id.clone()]),
+        "both workers took jobs"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_the_poll_interval_runs_exactly_once() {
+    let git = GitServer::start();
+    let repo = shell_job("sleep 10\necho done > output/done.txt\n");
+    let url = git.repo("public/long.git", &files(&repo));
+    let stack = Stack::new(2).await;
+    let short = [
+        ("LZ_MAX_POLL_INTERVAL_MS", "3000"),
+        ("LZ_KAFKA_SESSION_TIMEOUT_MS", "3000"),
+    ];
+    let mut a = stack.start_worker(&short).await;
+    let mut b = stack.start_worker(&short).await;
+    wait_for_partitions(&mut [&mut a, &mut b], 2).await;
+
+    let id = stack.submit(&url, &[], None).await;
+    let end = stack.status.terminal(id, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let events = stack.status.events_for(id);
+    assert_eq!(end.status, JobState::Succeeded, "{events:#?}");
+    assert!(end.elapsed_seconds.is_some_and(|s| s >= 10.0), "{end:?}");
+    assert_eq!(by_state(&events, JobState::Running).len(), 1, "{events:#?}");
+    assert_eq!(events.iter().filter(|e| e.status.is_terminal()).count(), 1, "{events:#?}");
+    // Both workers are still in the group, each with its partition.
+    wait_for_partitions(&mut [&mut a, &mut b], 2).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Submits jobs until one starts on `worker`; returns it and all submitted.
+async fn submit_until_one_runs_on(stack: &Stack, url: &str, worker: &str) -> (JobId, Vec<JobId>) {
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        let batch = [stack.submit(url, &[], None).await, stack.submit(url, &[], None).await];
+        all.extend(batch);
+        let seen = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                for id in &all {
+                    let on_it = stack
+                        .status
+                        .events_for(*id)
+                        .iter()
+                        .any(|e| e.status == JobState::Running && e.worker_id.as_deref() == Some(worker));
+                    if on_it {
+                        return *id;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        if let Ok(id) = seen {
+            return (id, all);
+        }
+    }
+    panic!("no job reached worker {worker}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_worker_mid_job_the_job_still_ends_once_with_outputs() {
+    let git = GitServer::start();
+    let repo = shell_job("sleep 3\necho \"done by $LZ_WORKER_ID\" > output/result.txt\n");
+    let url = git.repo("public/victim.git", &files(&repo));
+    let stack = Stack::new(2).await;
+    let mut survivor = stack.start_worker(&[]).await;
+    let victim = stack.spawn_worker_process(&[("LZ_WORKER_ID", "victim")]);
+    wait_for_partitions(&mut [&mut survivor], 1).await;
+
+    let (killed_job, all) = submit_until_one_runs_on(&stack, &url, "victim").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(Pid::from_raw(victim.pid()), Signal::SIGKILL).expect("kill -9");
+
+    for id in &all {
+        stack.status.terminal(*id, WAIT).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in &all {
+        let events = stack.status.events_for(*id);
+        let ends: Vec<_> = events.iter().filter(|e| e.status.is_terminal()).collect();
+        assert_eq!(ends.len(), 1, "job {id}: {events:#?}");
+        assert_eq!(ends[0].status, JobState::Succeeded, "{events:#?}");
+        assert_eq!(ends[0].worker_id.as_deref(), Some(survivor.id.as_str()), "{events:#?}");
+    }
+    let events = stack.status.events_for(killed_job);
+    let runners: Vec<_> = by_state(&events, JobState::Running)
+        .iter()
+        .map(|e| e.worker_id.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(runners, vec!["victim".to_string(), survivor.id.clone()], "{events:#?}");
+    assert_eq!(
+        stack.objects(killed_job).await,
+        vec!["logs/stderr.log", "logs/stdout.log", "output/result.txt"]
+    );
+    assert_eq!(
+        stack.text(killed_job, "output/result.txt").await,
+        format!("done by {}\n", survivor.id)
+    );
+    survivor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_running_job_finish_within_the_grace_period() {
+    let git = GitServer::start();
+    let repo = shell_job("sleep 3\necho finished > output/result.txt\n");
+    let url = git.repo("public/graceful.git", &files(&repo));
+    let stack = Stack::new(2).await;
+    let mut other = stack.start_worker(&[]).await;
+    let mut leaving = stack.spawn_worker_process(&[
+        ("LZ_WORKER_ID", "leaving"),
+        ("LZ_SHUTDOWN_GRACE_SECS", "30"),
+    ]);
+    wait_for_partitions(&mut [&mut other], 1).await;
+
+    let (job, all) = submit_until_one_runs_on(&stack, &url, "leaving").await;
+    kill(Pid::from_raw(leaving.pid()), Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = leaving.child.wait();
+        (status, leaving)
+    });
+    let end = stack.status.terminal(job, WAIT).await;
+    assert_eq!(end.status, JobState::Succeeded, "{end:?}");
+    assert_eq!(end.worker_id.as_deref(), Some("leaving"));
+    let (exit, leaving) = tokio::time::timeout(Duration::from_secs(30), status)
+        .await
+        .expect("the worker exits after its job")
+        .expect("join");
+    assert!(exit.expect("wait").success(), "{}", leaving.log());
+    assert!(leaving.log().contains("left the group"), "{}", leaving.log());
+    for id in &all {
+        let end = stack.status.terminal(*id, WAIT).await;
+        assert_eq!(end.status, JobState::Succeeded, "{end:?}");
+    }
+    let events = stack.status.events_for(job);
+    assert_eq!(by_state(&events, JobState::Running).len(), 1, "{events:#?}");
+    other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_after_the_grace_period_hands_the_job_back_to_another_worker() {
+    let git = GitServer::start();
+    let repo = shell_job("sleep 6\necho \"done by $LZ_WORKER_ID\" > output/result.txt\n");
+    let url = git.repo("public/handback.git", &files(&repo));
+    let stack = Stack::new(2).await;
+    let mut other = stack.start_worker(&[]).await;
+    let mut leaving = stack.spawn_worker_process(&[
+        ("LZ_WORKER_ID", "leaving"),
+        ("LZ_SHUTDOWN_GRACE_SECS", "1"),
+    ]);
+    wait_for_partitions(&mut [&mut other], 1).await;
+
+    let (job, _) = submit_until_one_runs_on(&stack, &url, "leaving").await;
+    kill(Pid::from_raw(leaving.pid()), Signal::SIGTERM).expect("SIGTERM");
+    let exit = tokio::task::spawn_blocking(move || leaving.child.wait())
+        .await
+        .expect("join");
+    assert!(exit.expect("wait").success());
+
+    let end = stack.status.terminal(job, WAIT).await;
+    let events = stack.status.events_for(job);
+    assert_eq!(end.status, JobState::Succeeded, "{events:#?}");
+    assert_eq!(end.worker_id.as_deref(), Some(other.id.as_str()), "{events:#?}");
+    assert_eq!(events.iter().filter(|e| e.status.is_terminal()).count(), 1, "{events:#?}");
+    assert_eq!(
+        stack.text(job, "output/result.txt").await,
+        format!("done by {}\n", other.id)
+    );
+    other.stop().await;
+}
