@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DURATION="${1:-20}"
 CONNS="${2:-1000}"
-PORT="${BENCH_PORT:-18080}"
+PORT="${BENCH_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 API="http://127.0.0.1:$PORT"
 RUN="bench-$(date +%s)"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
