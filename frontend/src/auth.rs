@@ -25,6 +25,11 @@ use crate::error::{unavailable, ApiError};
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECS: u64 = 30;
+/// A verified token is remembered this long at most (and never past its
+/// expiry), so polling clients do not pay a signature check per request.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// Bound on remembered tokens; the memo is emptied when it fills.
+const VERIFIED_MAX: usize = 50_000;
 /// An unknown key id triggers a JWKS refresh at most this often, so forged
 /// tokens with random `kid`s cannot make us hammer the provider.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
@@ -47,6 +52,7 @@ pub struct Oidc {
     http: reqwest::Client,
     discovery: OnceCell<Discovery>,
     keys: RwLock<KeyCache>,
+    verified: std::sync::RwLock<HashMap<String, (Caller, Instant)>>,
 }
 
 /// Who is calling: the token's subject is the tenant.
@@ -67,6 +73,7 @@ struct Claims {
     aud: Option<Audience>,
     #[serde(default)]
     typ: Option<String>,
+    exp: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +123,7 @@ impl Oidc {
             http,
             discovery: OnceCell::new(),
             keys: RwLock::new(KeyCache::default()),
+            verified: std::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -208,6 +216,33 @@ impl Oidc {
 
     /// Verifies a bearer access token and returns the caller it names.
     pub async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let now = Instant::now();
+        if let Ok(memo) = self.verified.read() {
+            if let Some((caller, until)) = memo.get(token) {
+                if *until > now {
+                    return Ok(caller.clone());
+                }
+            }
+        }
+        let (caller, exp) = self.verify_fully(token).await?;
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let remaining = Duration::from_secs((exp + LEEWAY_SECS).saturating_sub(unix_now));
+        if let Ok(mut memo) = self.verified.write() {
+            if memo.len() >= VERIFIED_MAX {
+                memo.clear();
+            }
+            memo.insert(
+                token.to_string(),
+                (caller.clone(), now + remaining.min(VERIFIED_TTL)),
+            );
+        }
+        Ok(caller)
+    }
+
+    /// Signature and claims, checked from scratch.
+    async fn verify_fully(&self, token: &str) -> Result<(Caller, u64), ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
         let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
         let (family, key) = self
@@ -266,10 +301,11 @@ impl Oidc {
         let username = claims
             .preferred_username
             .unwrap_or_else(|| claims.sub.clone());
-        Ok(Caller {
+        let caller = Caller {
             subject: claims.sub,
             username,
-        })
+        };
+        Ok((caller, claims.exp))
     }
 
     /// Exchanges a username and password for an access token (Keycloak's
