@@ -13,14 +13,24 @@ fn root() -> PathBuf {
 }
 
 fn binary(name: &str) -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
     let path = target.join("debug").join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        path.display()
+    );
     path
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A service process, killed when the test ends.
@@ -62,7 +72,10 @@ impl Platform {
             ("LZ_MONGO_DB".into(), run.clone()),
             ("LZ_ALLOW_INSECURE_REPOS".into(), "true".into()),
             ("LZ_HTTP_ADDR".into(), format!("127.0.0.1:{api_port}")),
-            ("LZ_OBSERVER_ADDR".into(), format!("127.0.0.1:{}", free_port())),
+            (
+                "LZ_OBSERVER_ADDR".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
             ("REFRESH_RATE".into(), "1000".into()),
         ];
         // Topics exist before any consumer subscribes.
@@ -75,13 +88,18 @@ impl Platform {
         let spawn = |name: &str, bin: &str, extra: &[(&str, String)]| {
             let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
             let mut command = Command::new(binary(bin));
-            command.envs(env.iter().cloned()).stdout(Stdio::null()).stderr(log);
+            command
+                .envs(env.iter().cloned())
+                .stdout(Stdio::null())
+                .stderr(log);
             for (k, v) in extra {
                 command.env(k, v);
             }
             Service {
                 name: name.to_string(),
-                child: command.spawn().unwrap_or_else(|e| panic!("{name} starts: {e}")),
+                child: command
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{name} starts: {e}")),
             }
         };
         let mut services = vec![spawn("frontend", "lanzadera-frontend", &[])];
@@ -90,20 +108,38 @@ impl Platform {
             services.push(spawn(
                 &format!("worker-{i}"),
                 "lanzadera-worker",
-                &[("LZ_WORKER_ID", format!("{run}-worker-{i}")), ("LZ_WORK_DIR", dir.display().to_string())],
+                &[
+                    ("LZ_WORKER_ID", format!("{run}-worker-{i}")),
+                    ("LZ_WORK_DIR", dir.display().to_string()),
+                ],
             ));
         }
         services.push(spawn("observer", "lanzadera-observer", &[]));
 
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http.get(format!("{api}/health/ready")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-            assert!(Instant::now() < deadline, "the API never became ready; logs in {}", logs.display());
+        while http
+            .get(format!("{api}/health/ready"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the API never became ready; logs in {}",
+                logs.display()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let repos = logs.join("repos");
         publish_examples(&repos);
-        Self { api, http, repos, services }
+        Self {
+            api,
+            http,
+            repos,
+            services,
+        }
     }
 
     fn repo(&self, name: &str) -> String {
@@ -131,19 +167,38 @@ impl Platform {
     }
 
     async fn submit(&self, token: &str, body: Value) -> String {
-        let r = self.http.post(format!("{}/api/jobs", self.api)).bearer_auth(token).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/api/jobs", self.api))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201, "{body}");
         let v: Value = r.json().await.unwrap();
         v["jobId"].as_str().unwrap().to_string()
     }
 
     async fn job(&self, token: &str, id: &str) -> Value {
-        let r = self.http.get(format!("{}/api/jobs/{id}", self.api)).bearer_auth(token).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}/api/jobs/{id}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
 
-    async fn wait(&self, token: &str, id: &str, timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    async fn wait(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let job = self.job(token, id).await;
@@ -167,14 +222,33 @@ fn publish_examples(repos: &Path) {
         let src = entry.unwrap().path();
         let dst = repos.join(src.file_name().unwrap());
         std::fs::create_dir_all(&dst).unwrap();
-        let copied = Command::new("cp").arg("-R").arg(format!("{}/.", src.display())).arg(&dst).status().unwrap();
+        let copied = Command::new("cp")
+            .arg("-R")
+            .arg(format!("{}/.", src.display()))
+            .arg(&dst)
+            .status()
+            .unwrap();
         assert!(copied.success());
         for args in [
             vec!["init", "-q", "-b", "main"],
             vec!["add", "-A"],
-            vec!["-c", "user.name=e2e", "-c", "user.email=e2e@lanzadera.local", "commit", "-qm", "example"],
+            vec![
+                "-c",
+                "user.name=e2e",
+                "-c",
+                "user.email=e2e@lanzadera.local",
+                "commit",
+                "-qm",
+                "example",
+            ],
         ] {
-            assert!(Command::new("git").arg("-C").arg(&dst).args(&args).status().unwrap().success());
+            assert!(Command::new("git")
+                .arg("-C")
+                .arg(&dst)
+                .args(&args)
+                .status()
+                .unwrap()
+                .success());
         }
     }
 }
@@ -191,9 +265,23 @@ fn sleeper(repos: &Path, seconds: u32) -> String {
     for args in [
         vec!["init", "-q", "-b", "main"],
         vec!["add", "-A"],
-        vec!["-c", "user.name=e2e", "-c", "user.email=e2e@lanzadera.local", "commit", "-qm", "sleeper"],
+        vec![
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@lanzadera.local",
+            "commit",
+            "-qm",
+            "sleeper",
+        ],
     ] {
-        assert!(Command::new("git").arg("-C").arg(&dir).args(&args).status().unwrap().success());
+        assert!(Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(&args)
+            .status()
+            .unwrap()
+            .success());
     }
     format!("file://{}", dir.display())
 }
@@ -206,7 +294,12 @@ async fn two_users_run_download_cancel_and_see_the_load() {
     let long = Duration::from_secs(90);
 
     // Alice: the Node hello job and the numeric job; Bob: nested outputs.
-    let hello = platform.submit(&alice, json!({"url": platform.repo("hello"), "args": "'Ada Lovelace'"})).await;
+    let hello = platform
+        .submit(
+            &alice,
+            json!({"url": platform.repo("hello"), "args": "'Ada Lovelace'"}),
+        )
+        .await;
     let roots = platform
         .submit(
             &alice,
@@ -214,59 +307,145 @@ async fn two_users_run_download_cancel_and_see_the_load() {
                    "config": {"coefficients": [1, 0, -7, 6], "interval": [-4, 4]}}),
         )
         .await;
-    let nested = platform.submit(&bob, json!({"url": platform.repo("nested"), "args": "run-7 extra"})).await;
+    let nested = platform
+        .submit(
+            &bob,
+            json!({"url": platform.repo("nested"), "args": "run-7 extra"}),
+        )
+        .await;
 
-    let job = platform.wait(&alice, &hello, long, |j| j["status"] == "succeeded").await;
+    let job = platform
+        .wait(&alice, &hello, long, |j| j["status"] == "succeeded")
+        .await;
     assert_eq!(job["exitCode"], 0);
-    let files: Vec<&str> = job["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let files: Vec<&str> = job["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
     assert!(files.contains(&"greeting.txt"), "{job}");
-    let url = job["outputFiles"].as_array().unwrap().iter().find(|u| u.as_str().unwrap().ends_with("greeting.txt")).unwrap();
-    assert_eq!(platform.download(&alice, url.as_str().unwrap()).await, (200, "Hello, Ada Lovelace!\n".into()));
-    let (status, stdout) = platform.download(&alice, job["logs"]["stdout"].as_str().unwrap()).await;
+    let url = job["outputFiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u.as_str().unwrap().ends_with("greeting.txt"))
+        .unwrap();
+    assert_eq!(
+        platform.download(&alice, url.as_str().unwrap()).await,
+        (200, "Hello, Ada Lovelace!\n".into())
+    );
+    let (status, stdout) = platform
+        .download(&alice, job["logs"]["stdout"].as_str().unwrap())
+        .await;
     assert_eq!(status, 200);
     assert!(stdout.contains("Hello, Ada Lovelace!"), "{stdout}");
     // Bob cannot fetch Alice's file even with the exact link.
     assert_eq!(platform.download(&bob, url.as_str().unwrap()).await.0, 404);
 
-    let job = platform.wait(&alice, &roots, long, |j| j["status"] == "succeeded").await;
-    let csv_url = job["outputFiles"].as_array().unwrap().iter().find(|u| u.as_str().unwrap().ends_with("roots.csv")).unwrap();
+    let job = platform
+        .wait(&alice, &roots, long, |j| j["status"] == "succeeded")
+        .await;
+    let csv_url = job["outputFiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u.as_str().unwrap().ends_with("roots.csv"))
+        .unwrap();
     let (_, csv) = platform.download(&alice, csv_url.as_str().unwrap()).await;
-    let roots_found: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    let roots_found: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
     assert_eq!(roots_found, vec!["-3", "1", "2"], "{csv}");
 
-    let job = platform.wait(&bob, &nested, long, |j| j["status"] == "succeeded").await;
-    let mut files: Vec<String> = job["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    let job = platform
+        .wait(&bob, &nested, long, |j| j["status"] == "succeeded")
+        .await;
+    let mut files: Vec<String> = job["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
     files.sort();
     assert_eq!(
         files,
-        vec!["run-7/logs/notes.txt", "run-7/tables/table-1.csv", "run-7/tables/table-2.csv", "run-7/tables/table-3.csv"]
+        vec![
+            "run-7/logs/notes.txt",
+            "run-7/tables/table-1.csv",
+            "run-7/tables/table-2.csv",
+            "run-7/tables/table-3.csv"
+        ]
     );
-    let notes = job["outputFiles"].as_array().unwrap().iter().find(|u| u.as_str().unwrap().ends_with("notes.txt")).unwrap();
-    assert_eq!(platform.download(&bob, notes.as_str().unwrap()).await.1, "run run-7 with 2 argument(s)\n");
+    let notes = job["outputFiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u.as_str().unwrap().ends_with("notes.txt"))
+        .unwrap();
+    assert_eq!(
+        platform.download(&bob, notes.as_str().unwrap()).await.1,
+        "run run-7 with 2 argument(s)\n"
+    );
 
     // Both workers busy with sleepers; a third job waits in the queue and is
     // deleted there: it never runs.
     let sleep_url = sleeper(&platform.repos, 60);
     let busy_a = platform.submit(&alice, json!({"url": sleep_url})).await;
     let busy_b = platform.submit(&bob, json!({"url": sleep_url})).await;
-    platform.wait(&alice, &busy_a, long, |j| j["status"] == "running").await;
-    platform.wait(&bob, &busy_b, long, |j| j["status"] == "running").await;
-    let queued = platform.submit(&alice, json!({"url": platform.repo("hello")})).await;
-    let r = platform.http.delete(format!("{}/api/jobs/{queued}", platform.api)).bearer_auth(&alice).send().await.unwrap();
+    platform
+        .wait(&alice, &busy_a, long, |j| j["status"] == "running")
+        .await;
+    platform
+        .wait(&bob, &busy_b, long, |j| j["status"] == "running")
+        .await;
+    let queued = platform
+        .submit(&alice, json!({"url": platform.repo("hello")}))
+        .await;
+    let r = platform
+        .http
+        .delete(format!("{}/api/jobs/{queued}", platform.api))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     // Cancel the running ones: their process groups are stopped.
     for (token, id) in [(&alice, &busy_a), (&bob, &busy_b)] {
-        let r = platform.http.delete(format!("{}/api/jobs/{id}", platform.api)).bearer_auth(token).send().await.unwrap();
+        let r = platform
+            .http
+            .delete(format!("{}/api/jobs/{id}", platform.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202);
-        let job = platform.wait(token, id, Duration::from_secs(30), |j| j["status"] == "cancelled").await;
-        assert!(job["files"].as_array().unwrap().iter().all(|f| f != "done.txt"), "{job}");
+        let job = platform
+            .wait(token, id, Duration::from_secs(30), |j| {
+                j["status"] == "cancelled"
+            })
+            .await;
+        assert!(
+            job["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|f| f != "done.txt"),
+            "{job}"
+        );
     }
     // The freed workers skip the deleted job; give them time to reach it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let job = platform.job(&alice, &queued).await;
     assert_eq!(job["status"], "cancelled");
-    assert_eq!(job["startedAt"], Value::Null, "a deleted queued job never runs: {job}");
+    assert_eq!(
+        job["startedAt"],
+        Value::Null,
+        "a deleted queued job never runs: {job}"
+    );
 
     // The observer's windows show the work.
     let load: Vec<Value> = platform
@@ -280,8 +459,16 @@ async fn two_users_run_download_cancel_and_see_the_load() {
         .await
         .unwrap();
     assert!(!load.is_empty() && load.len() <= 10, "{load:?}");
-    assert!(load.windows(2).all(|w| w[0]["timestamp"].as_i64() > w[1]["timestamp"].as_i64()));
-    let since_start: f64 = load.iter().map(|o| o["avgRateOfFinished"].as_f64().unwrap_or(0.0)).sum();
-    assert!(since_start >= 1.0, "the last windows saw the cancellations: {load:?}");
+    assert!(load
+        .windows(2)
+        .all(|w| w[0]["timestamp"].as_i64() > w[1]["timestamp"].as_i64()));
+    let since_start: f64 = load
+        .iter()
+        .map(|o| o["avgRateOfFinished"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(
+        since_start >= 1.0,
+        "the last windows saw the cancellations: {load:?}"
+    );
     platform.assert_running();
 }
