@@ -54,7 +54,7 @@ struct Platform {
 }
 
 impl Platform {
-    async fn start(workers: usize) -> Self {
+    async fn start(workers: usize, extra: &[(&str, &str)]) -> Self {
         let run = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
         let logs = root().join("target/e2e").join(&run);
         std::fs::create_dir_all(&logs).unwrap();
@@ -78,6 +78,10 @@ impl Platform {
             ),
             ("REFRESH_RATE".into(), "1000".into()),
         ];
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
         // Topics exist before any consumer subscribes.
         let kafka = common::settings::KafkaSettings::from_env(&common::settings::Env::from_pairs(
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
@@ -254,7 +258,7 @@ fn publish_examples(repos: &Path) {
 }
 
 /// A repository whose start script sleeps, to hold a worker busy.
-fn sleeper(repos: &Path, seconds: u32) -> String {
+fn sleeper(repos: &Path, seconds: f64) -> String {
     let dir = repos.join(format!("sleep-{seconds}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -288,7 +292,7 @@ fn sleeper(repos: &Path, seconds: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_run_download_cancel_and_see_the_load() {
-    let mut platform = Platform::start(2).await;
+    let mut platform = Platform::start(2, &[]).await;
     let alice = platform.token("alice", "alice-pass").await;
     let bob = platform.token("bob", "bob-pass").await;
     let long = Duration::from_secs(90);
@@ -392,7 +396,7 @@ async fn two_users_run_download_cancel_and_see_the_load() {
 
     // Both workers busy with sleepers; a third job waits in the queue and is
     // deleted there: it never runs.
-    let sleep_url = sleeper(&platform.repos, 60);
+    let sleep_url = sleeper(&platform.repos, 60.0);
     let busy_a = platform.submit(&alice, json!({"url": sleep_url})).await;
     let busy_b = platform.submit(&bob, json!({"url": sleep_url})).await;
     platform
@@ -471,4 +475,144 @@ async fn two_users_run_download_cancel_and_see_the_load() {
         "the last windows saw the cancellations: {load:?}"
     );
     platform.assert_running();
+}
+
+/// Receives the observer's webhook calls: a minimal HTTP/1.1 server that
+/// records each JSON body with the time it arrived.
+async fn webhook_receiver() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(Instant, Value)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/scale", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = socket.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + length {
+                        continue;
+                    }
+                    if let Ok(body) = serde_json::from_slice(&buf[end + 4..end + 4 + length]) {
+                        let _ = tx.send((Instant::now(), body));
+                    }
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_scales_up_within_two_windows_and_back_down_after_it_drains() {
+    let (hook, mut calls) = webhook_receiver().await;
+    let platform = Platform::start(
+        1,
+        &[
+            ("LZ_ACTUATOR", "webhook"),
+            ("LZ_WEBHOOK_URL", &hook),
+            ("LZ_MIN_WORKERS", "1"),
+            ("LZ_MAX_WORKERS", "4"),
+            ("LZ_SCALE_DOWN_STABILISATION_MS", "5000"),
+            ("LZ_TARGET_DRAIN_SECONDS", "10"),
+        ],
+    )
+    .await;
+    let alice = platform.token("alice", "alice-pass").await;
+    let url = sleeper(&platform.repos, 0.5);
+    // Let the idle platform settle on one worker first.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while calls.try_recv().is_ok() {}
+
+    let burst = Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(platform.submit(&alice, json!({"url": url})).await);
+    }
+    let window = Duration::from_millis(1000);
+    let (at, up) = loop {
+        let (at, body) = tokio::time::timeout(Duration::from_secs(20), calls.recv())
+            .await
+            .expect("a scale decision reaches the webhook")
+            .expect("receiver open");
+        if body["desiredReplicas"].as_u64().unwrap_or(0) > 1 {
+            break (at, body);
+        }
+    };
+    let reaction = at - burst;
+    println!("burst -> scale-up webhook: {reaction:?}, decision {up}");
+    // One window to close (plus its 1 s grace for late events), one to decide.
+    assert!(
+        reaction <= 2 * window + Duration::from_millis(1500),
+        "took {reaction:?}"
+    );
+    assert!(up["observation"]["backlog"].as_u64().unwrap() > 0, "{up}");
+    assert!(up["reason"].as_str().is_some_and(|r| !r.is_empty()));
+
+    // Scale-down comes once the rest of the backlog can drain within the
+    // target time, and only after the stabilisation window (5 s) since the
+    // last higher recommendation.
+    let (down_at, down) = loop {
+        let (at, body) = tokio::time::timeout(Duration::from_secs(30), calls.recv())
+            .await
+            .expect("a scale-down decision after the stabilisation window")
+            .expect("receiver open");
+        if body["desiredReplicas"] == 1 {
+            break (at, body);
+        }
+    };
+    println!(
+        "scale-up -> scale-down webhook: {:?}, decision {down}",
+        down_at - at
+    );
+    assert!(
+        down_at - at >= Duration::from_secs(5),
+        "not before the stabilisation window"
+    );
+    for id in &ids {
+        platform
+            .wait(&alice, id, Duration::from_secs(120), |j| {
+                j["status"] == "succeeded"
+            })
+            .await;
+    }
+    println!("30 jobs drained by one worker in {:?}", burst.elapsed());
+
+    let load: Vec<Value> = platform
+        .http
+        .get(format!("{}/health/load", platform.api))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(load.len(), 10);
 }
