@@ -1,8 +1,11 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run down test lint status install
+.PHONY: run down test lint status install demo
 
 run: ## start the stack and the platform, print how to use it
 	dev/platform.sh up
+
+demo: run ## run the walkthrough by itself: log in, submit, poll, download
+	dev/demo.sh
 
 down: ## stop everything `make run` or `make test` started
 	dev/platform.sh down
