@@ -23,5 +23,7 @@ source "$STATE/stack.env"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# The full-system tests run the service binaries as processes.
+cargo build --bins -q
 cargo test --workspace --no-fail-fast
 echo "[test] all done after ${SECONDS}s"
