@@ -233,27 +233,32 @@ fn publish_examples(repos: &Path) {
             .status()
             .unwrap();
         assert!(copied.success());
-        for args in [
-            vec!["init", "-q", "-b", "main"],
-            vec!["add", "-A"],
-            vec![
-                "-c",
-                "user.name=e2e",
-                "-c",
-                "user.email=e2e@lanzadera.local",
-                "commit",
-                "-qm",
-                "example",
-            ],
-        ] {
-            assert!(Command::new("git")
-                .arg("-C")
-                .arg(&dst)
-                .args(&args)
-                .status()
-                .unwrap()
-                .success());
-        }
+        commit_all(&dst);
+    }
+}
+
+/// Makes `dir` a git repository with everything in it committed.
+fn commit_all(dir: &Path) {
+    for args in [
+        vec!["init", "-q", "-b", "main"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@lanzadera.local",
+            "commit",
+            "-qm",
+            "job",
+        ],
+    ] {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
     }
 }
 
@@ -266,27 +271,7 @@ fn sleeper(repos: &Path, seconds: f64) -> String {
         json!({"name": "sleeper", "scripts": {"start": format!("echo started; sleep {seconds}; echo done > output/done.txt")}}).to_string(),
     )
     .unwrap();
-    for args in [
-        vec!["init", "-q", "-b", "main"],
-        vec!["add", "-A"],
-        vec![
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@lanzadera.local",
-            "commit",
-            "-qm",
-            "sleeper",
-        ],
-    ] {
-        assert!(Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args(&args)
-            .status()
-            .unwrap()
-            .success());
-    }
+    commit_all(&dir);
     format!("file://{}", dir.display())
 }
 

@@ -127,22 +127,27 @@ impl Oidc {
         })
     }
 
+    async fn fetch_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, ApiError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| unavailable("the identity provider", e))?;
+        response
+            .json()
+            .await
+            .map_err(|e| unavailable("the identity provider", e))
+    }
+
     /// The discovery document, fetched once; a provider that is down at
     /// start-up is retried on the next request.
     async fn discovery(&self) -> Result<&Discovery, ApiError> {
         self.discovery
             .get_or_try_init(|| async {
                 let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
-                let doc: Discovery = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| unavailable("the identity provider", e))?
-                    .json()
-                    .await
-                    .map_err(|e| unavailable("the identity provider", e))?;
+                let doc: Discovery = self.fetch_json(&url).await?;
                 if doc.issuer.trim_end_matches('/') != self.settings.issuer {
                     tracing::error!(advertised = %doc.issuer, "the provider's issuer differs from LZ_OIDC_ISSUER");
                     return Err(ApiError::Unavailable("the identity provider is misconfigured".into()));
@@ -165,16 +170,7 @@ impl Oidc {
         struct RawSet {
             keys: Vec<serde_json::Value>,
         }
-        let set: RawSet = self
-            .http
-            .get(&jwks_uri)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| unavailable("the identity provider", e))?
-            .json()
-            .await
-            .map_err(|e| unavailable("the identity provider", e))?;
+        let set: RawSet = self.fetch_json(&jwks_uri).await?;
         // Keys are read one by one: a provider may publish encryption keys
         // or algorithms we do not use, which must not hide the others.
         cache.keys = set
