@@ -55,7 +55,10 @@ impl Cancels {
             // librdkafka wants a group id even for a direct assignment; this
             // one is never joined and nothing is committed in it, so every
             // worker reads everything.
-            .set("group.id", format!("lanzadera-cancel-reader-{}", uuid::Uuid::new_v4()))
+            .set(
+                "group.id",
+                format!("lanzadera-cancel-reader-{}", uuid::Uuid::new_v4()),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
@@ -127,7 +130,10 @@ impl Cancels {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<JobId>> {
         // A poisoned set is still a valid set: insertions are atomic.
-        self.inner.cancelled.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 }
 

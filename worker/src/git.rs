@@ -122,7 +122,10 @@ fn explain(e: &git2::Error, shown: &str, secrets: &[String]) -> String {
         format!(
             "could not clone {shown}: authentication failed ({cause}); check the user name and token in the url"
         )
-    } else if lower.contains("404") || lower.contains("not found") || lower.contains("failed to resolve path") {
+    } else if lower.contains("404")
+        || lower.contains("not found")
+        || lower.contains("failed to resolve path")
+    {
         format!("could not clone {shown}: repository not found ({cause})")
     } else {
         format!("could not clone {shown}: {cause}")
@@ -149,7 +152,10 @@ mod tests {
 
     #[test]
     fn scrubbing_removes_every_secret() {
-        let text = scrub("user bob pass hunter2 hunter2".into(), &["hunter2".into(), "bob".into()]);
+        let text = scrub(
+            "user bob pass hunter2 hunter2".into(),
+            &["hunter2".into(), "bob".into()],
+        );
         assert_eq!(text, "user *** pass *** ***");
     }
 
@@ -158,6 +164,9 @@ mod tests {
         let abort = AtomicBool::new(false);
         let dir = std::env::temp_dir().join(format!("lz-git-unit-{}", uuid::Uuid::new_v4()));
         let err = clone("http://h/o/r.git", &RepoPolicy::default(), &dir, &abort).unwrap_err();
-        assert!(err.to_string().contains("scheme `http` is not allowed"), "{err}");
+        assert!(
+            err.to_string().contains("scheme `http` is not allowed"),
+            "{err}"
+        );
     }
 }

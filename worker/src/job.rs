@@ -265,7 +265,10 @@ impl JobRunner {
         // run's partial results are what its owner needs to see why.
         let (mut outputs, skipped) = upload::list_outputs(output_dir.clone()).await;
         if !skipped.is_empty() {
-            tracing::warn!(count = skipped.len(), "output files with unusable names skipped");
+            tracing::warn!(
+                count = skipped.len(),
+                "output files with unusable names skipped"
+            );
         }
         let total: u64 = outputs
             .iter()
@@ -377,7 +380,10 @@ fn job_environment(
     let path = |p: &Path| p.display().to_string();
     let bin = repo.join("node_modules").join(".bin");
     vec![
-        ("PATH".into(), format!("{}:{}", path(&bin), settings.job_path)),
+        (
+            "PATH".into(),
+            format!("{}:{}", path(&bin), settings.job_path),
+        ),
         ("HOME".into(), path(home)),
         ("TMPDIR".into(), path(tmp)),
         ("LANG".into(), "C.UTF-8".into()),

@@ -58,7 +58,10 @@ impl Application {
         let settings = Arc::new(settings);
         git::init_timeouts();
         std::fs::create_dir_all(&settings.work_dir).with_context(|| {
-            format!("cannot create the work folder {}", settings.work_dir.display())
+            format!(
+                "cannot create the work folder {}",
+                settings.work_dir.display()
+            )
         })?;
         kafka::ensure_topics(&settings.kafka)
             .await
@@ -76,17 +79,21 @@ impl Application {
         let max_poll = settings.max_poll_interval.as_millis().max(1000) as u64;
         // librdkafka refuses a session timeout above the poll interval.
         let session = u64::from(settings.kafka.session_timeout_ms).min(max_poll);
+        let mut overrides = vec![
+            ("max.poll.interval.ms", max_poll.to_string()),
+            ("session.timeout.ms", session.to_string()),
+            // A third of the session, as Kafka advises: a missed heartbeat
+            // or two must not cost the worker its partitions.
+            ("heartbeat.interval.ms", (session / 3).max(100).to_string()),
+            ("client.id", settings.worker_id.clone()),
+        ];
+        if let Some(debug) = &settings.kafka_debug {
+            overrides.push(("debug", debug.clone()));
+        }
         let consumer = kafka::consumer_with_context(
             &settings.kafka,
             &settings.kafka.workers_group,
-            &[
-                ("max.poll.interval.ms", max_poll.to_string()),
-                ("session.timeout.ms", session.to_string()),
-                // A third of the session, as Kafka advises: a missed
-                // heartbeat or two must not cost the worker its partitions.
-                ("heartbeat.interval.ms", (session / 3).max(100).to_string()),
-                ("client.id", settings.worker_id.clone()),
-            ],
+            &overrides,
             context.clone(),
         )
         .context("kafka consumer")?;
@@ -95,10 +102,8 @@ impl Application {
             .context("cannot subscribe to the jobs topic")?;
         // Polls at least this often even when idle or busy: librdkafka counts
         // max.poll.interval.ms from the last poll.
-        let poll_tick = (settings.max_poll_interval / 4).clamp(
-            Duration::from_millis(100),
-            Duration::from_secs(1),
-        ) * 60;
+        let poll_tick = (settings.max_poll_interval / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
         tracing::info!(worker_id = %settings.worker_id, "worker ready");
         Ok(Self {
             runner: JobRunner {
@@ -246,7 +251,12 @@ impl Application {
     }
 
     /// From the cancel check to the terminal event.
-    async fn process(&self, job: &JobMessage, attempt: u32, grace_over: watch::Receiver<bool>) -> Handled {
+    async fn process(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        grace_over: watch::Receiver<bool>,
+    ) -> Handled {
         let cancels = &self.runner.cancels;
         if let Err(e) = cancels.caught_up(Duration::from_secs(5)).await {
             tracing::warn!(error = %e, "going on with the cancel requests read so far");
@@ -286,7 +296,13 @@ impl Application {
         event
     }
 
-    fn terminal_event(&self, job: &JobMessage, attempt: u32, report: Report, elapsed: f64) -> StatusEvent {
+    fn terminal_event(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        report: Report,
+        elapsed: f64,
+    ) -> StatusEvent {
         let mut event = self.event(job, report.state, attempt);
         event.exit_code = report.exit_code;
         // Milliseconds are all a user reads.

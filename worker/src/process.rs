@@ -114,9 +114,7 @@ async fn run_stage<S, I: Future<Output = S>>(
     // worker dies (e.g. `kill -9`), so an orphaned run does not go on
     // competing with the run that replaces it.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
-        });
+        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
     }
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -129,8 +127,14 @@ async fn run_stage<S, I: Future<Output = S>>(
         }
     };
     let group = child.id().map(|id| Pid::from_raw(id as i32));
-    let out_task = child.stdout.take().map(|pipe| tokio::spawn(stdout.drain(pipe)));
-    let err_task = child.stderr.take().map(|pipe| tokio::spawn(stderr.drain(pipe)));
+    let out_task = child
+        .stdout
+        .take()
+        .map(|pipe| tokio::spawn(stdout.drain(pipe)));
+    let err_task = child
+        .stderr
+        .take()
+        .map(|pipe| tokio::spawn(stderr.drain(pipe)));
 
     let mut size_check = tokio::time::interval(Duration::from_secs(1));
     size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,7 +177,11 @@ async fn run_stage<S, I: Future<Output = S>>(
         _ => {
             // A copier task panicked: nothing sensible left to log into.
             let reason = "the log copier failed".to_string();
-            (RunEnd::CouldNotStart(reason), LogFile::disabled(), LogFile::disabled())
+            (
+                RunEnd::CouldNotStart(reason),
+                LogFile::disabled(),
+                LogFile::disabled(),
+            )
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct WorkerSettings {
     pub max_poll_interval: Duration,
     /// PATH of the job's process (after `node_modules/.bin`).
     pub job_path: String,
+    /// librdkafka `debug` contexts (e.g. `cgrp`), to diagnose the group.
+    pub kafka_debug: Option<String>,
 }
 
 impl WorkerSettings {
@@ -57,6 +59,7 @@ impl WorkerSettings {
                 "LZ_JOB_PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             ),
+            kafka_debug: env.optional("LZ_KAFKA_DEBUG"),
         })
     }
 }
@@ -102,6 +105,8 @@ mod tests {
         assert_eq!(s.max_log_bytes, 100);
         assert_eq!(s.max_poll_interval, Duration::from_millis(7000));
         assert!(s.policy.repos.allow_insecure);
-        assert!(WorkerSettings::from_env(&Env::from_pairs([("LZ_JOB_TIMEOUT_SECS", "x")])).is_err());
+        assert!(
+            WorkerSettings::from_env(&Env::from_pairs([("LZ_JOB_TIMEOUT_SECS", "x")])).is_err()
+        );
     }
 }

@@ -43,7 +43,11 @@ echo "hello from the job"
     assert!(end.elapsed_seconds.is_some_and(|s| s > 0.0), "{end:?}");
     assert_eq!(
         end.output_files.clone().unwrap_or_default(),
-        vec!["args.txt", "nested/config-copy.json", "nested/deeper/result.json"]
+        vec![
+            "args.txt",
+            "nested/config-copy.json",
+            "nested/deeper/result.json"
+        ]
     );
     let events = stack.status.events_for(id);
     let states: Vec<_> = events.iter().map(|e| e.status).collect();
@@ -61,14 +65,28 @@ echo "hello from the job"
         ]
     );
     // Each arg arrived whole and nothing was run by a shell.
-    assert_eq!(stack.text(id, "output/args.txt").await, args.join("\n") + "\n");
-    assert_eq!(stack.text(id, "output/nested/config-copy.json").await, r#"{"n": 3}"#);
-    assert_eq!(stack.text(id, "logs/stdout.log").await, "hello from the job\n");
     assert_eq!(
-        stack.content_type(id, "output/nested/deeper/result.json").await,
+        stack.text(id, "output/args.txt").await,
+        args.join("\n") + "\n"
+    );
+    assert_eq!(
+        stack.text(id, "output/nested/config-copy.json").await,
+        r#"{"n": 3}"#
+    );
+    assert_eq!(
+        stack.text(id, "logs/stdout.log").await,
+        "hello from the job\n"
+    );
+    assert_eq!(
+        stack
+            .content_type(id, "output/nested/deeper/result.json")
+            .await,
         "application/json"
     );
-    assert!(stack.content_type(id, "output/args.txt").await.starts_with("text/plain"));
+    assert!(stack
+        .content_type(id, "output/args.txt")
+        .await
+        .starts_with("text/plain"));
     worker.stop().await;
 }
 
@@ -85,8 +103,17 @@ async fn non_zero_exit_fails_and_keeps_stderr_and_partial_outputs() {
 
     assert_eq!(end.status, JobState::Failed, "{end:?}");
     assert_eq!(end.exit_code, Some(3));
-    assert!(end.error.as_deref().unwrap_or_default().contains("exited with code 3"), "{end:?}");
-    assert_eq!(end.output_files.clone().unwrap_or_default(), vec!["partial.txt"]);
+    assert!(
+        end.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("exited with code 3"),
+        "{end:?}"
+    );
+    assert_eq!(
+        end.output_files.clone().unwrap_or_default(),
+        vec!["partial.txt"]
+    );
     assert_eq!(stack.text(id, "logs/stderr.log").await, "something broke\n");
     worker.stop().await;
 }
@@ -94,7 +121,10 @@ async fn non_zero_exit_fails_and_keeps_stderr_and_partial_outputs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clone_and_package_errors_fail_with_messages_the_user_can_act_on() {
     let git = GitServer::start();
-    let no_package = git.repo("public/no-package.git", &[("README.md", "no package.json here\n")]);
+    let no_package = git.repo(
+        "public/no-package.git",
+        &[("README.md", "no package.json here\n")],
+    );
     let no_start = git.repo(
         "public/no-start.git",
         &[("package.json", r#"{"name":"x","scripts":{"test":"true"}}"#)],
@@ -135,7 +165,11 @@ async fn private_repo_clones_with_credentials_and_wrong_ones_fail_without_leakin
         .submit(&git.url_with("private/app.git", USER, PASSWORD), &[], None)
         .await;
     let bad = stack
-        .submit(&git.url_with("private/app.git", USER, wrong_password), &[], None)
+        .submit(
+            &git.url_with("private/app.git", USER, wrong_password),
+            &[],
+            None,
+        )
         .await;
     let none = stack.submit(&git.url("private/app.git"), &[], None).await;
 
@@ -165,15 +199,30 @@ async fn timeout_kills_the_whole_process_group() {
     let worker = stack.start_worker(&[("LZ_JOB_TIMEOUT_SECS", "2")]).await;
     let pid_file = stack.work.path().join("background.pid");
 
-    let id = stack.submit(&url, &[&pid_file.display().to_string()], None).await;
+    let id = stack
+        .submit(&url, &[&pid_file.display().to_string()], None)
+        .await;
     let end = stack.status.terminal(id, WAIT).await;
 
     assert_eq!(end.status, JobState::Failed, "{end:?}");
-    assert!(end.error.as_deref().unwrap_or_default().contains("timed out after 2 s"), "{end:?}");
-    assert!(end.elapsed_seconds.is_some_and(|s| (2.0..10.0).contains(&s)), "{end:?}");
+    assert!(
+        end.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("timed out after 2 s"),
+        "{end:?}"
+    );
+    assert!(
+        end.elapsed_seconds
+            .is_some_and(|s| (2.0..10.0).contains(&s)),
+        "{end:?}"
+    );
     assert_eq!(stack.text(id, "logs/stdout.log").await, "started\n");
     let pid = std::fs::read_to_string(&pid_file).expect("pid file");
-    assert!(!process_alive(pid.trim()), "background process {pid} survived");
+    assert!(
+        !process_alive(pid.trim()),
+        "background process {pid} survived"
+    );
     worker.stop().await;
 }
 
@@ -207,7 +256,10 @@ async fn the_job_sees_none_of_the_workers_environment() {
         "LZ_KAFKA",
         &stack.kafka.brokers,
     ] {
-        assert!(!env.contains(secret), "{secret:?} visible to the job:\n{env}");
+        assert!(
+            !env.contains(secret),
+            "{secret:?} visible to the job:\n{env}"
+        );
     }
     assert!(env.contains(&format!("LZ_JOB_ID={id}")), "{env}");
     assert!(env.contains("HOME=/"), "{env}");
@@ -234,7 +286,12 @@ async fn a_job_cancelled_while_queued_never_runs() {
     let kept_end = stack.status.terminal(kept, WAIT).await;
     assert_eq!(kept_end.status, JobState::Succeeded, "{kept_end:?}");
 
-    let states: Vec<_> = stack.status.events_for(cancelled).iter().map(|e| e.status).collect();
+    let states: Vec<_> = stack
+        .status
+        .events_for(cancelled)
+        .iter()
+        .map(|e| e.status)
+        .collect();
     assert_eq!(states, vec![JobState::Cancelled]);
     assert!(stack.objects(cancelled).await.is_empty());
     worker.stop().await;
@@ -259,7 +316,10 @@ async fn a_job_cancelled_while_running_is_killed_and_reported_cancelled() {
     assert_eq!(end.status, JobState::Cancelled, "{end:?}");
     assert!(reaction < Duration::from_secs(10), "took {reaction:?}");
     assert_eq!(stack.text(id, "logs/stdout.log").await, "started\n");
-    assert_eq!(end.output_files.clone().unwrap_or_default(), vec!["partial.txt"]);
+    assert_eq!(
+        end.output_files.clone().unwrap_or_default(),
+        vec!["partial.txt"]
+    );
     eprintln!("cancel to cancelled event: {reaction:?}");
     worker.stop().await;
 }

@@ -34,7 +34,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("lz-worker-test-{tag}-{}", uuid::Uuid::new_v4()));
+        let dir =
+            std::env::temp_dir().join(format!("lz-worker-test-{tag}-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Self(dir)
     }
@@ -104,11 +105,20 @@ impl GitServer {
             std::fs::write(file, content).expect("write");
         }
         git(&["add", "-A"], work.path());
-        git(&["commit", "-q", "--allow-empty", "-m", "fixture"], work.path());
+        git(
+            &["commit", "-q", "--allow-empty", "-m", "fixture"],
+            work.path(),
+        );
         let bare = self.root.path().join(path);
         std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
         git(
-            &["clone", "-q", "--bare", &work.path().display().to_string(), &bare.display().to_string()],
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                &work.path().display().to_string(),
+                &bare.display().to_string(),
+            ],
             work.path(),
         );
         self.url(path)
@@ -133,7 +143,10 @@ impl Drop for GitServer {
 /// A repository whose start script is `sh run.sh`, with `run.sh` as given.
 pub fn shell_job(script: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("package.json", r#"{"name":"fixture","version":"1.0.0","scripts":{"start":"sh run.sh"}}"#.to_string()),
+        (
+            "package.json",
+            r#"{"name":"fixture","version":"1.0.0","scripts":{"start":"sh run.sh"}}"#.to_string(),
+        ),
         ("run.sh", script.to_string()),
     ]
 }
@@ -163,7 +176,9 @@ impl Stack {
         k.workers_group = format!("lz-test-{suffix}.workers");
         k.jobs_partitions = jobs_partitions;
         k.status_partitions = 2;
-        kafka::ensure_topics(&k).await.expect("topics (is the stack up? dev/stack.sh up)");
+        kafka::ensure_topics(&k)
+            .await
+            .expect("topics (is the stack up? dev/stack.sh up)");
         let s3 = S3Settings::from_env(&env).expect("s3 settings");
         storage::ensure_bucket(&s3).await.expect("bucket");
         let bucket = storage::bucket(&s3).expect("bucket");
@@ -198,9 +213,19 @@ impl Stack {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         vars.push(("LZ_JOBS_PARTITIONS".into(), k.jobs_partitions.to_string()));
-        vars.push(("LZ_STATUS_PARTITIONS".into(), k.status_partitions.to_string()));
-        let dir = self.work.path().join(uuid::Uuid::new_v4().simple().to_string());
+        vars.push((
+            "LZ_STATUS_PARTITIONS".into(),
+            k.status_partitions.to_string(),
+        ));
+        let dir = self
+            .work
+            .path()
+            .join(uuid::Uuid::new_v4().simple().to_string());
         vars.push(("LZ_WORK_DIR".into(), dir.display().to_string()));
+        // Diagnostics pass through: LZ_KAFKA_DEBUG=cgrp shows the group's life.
+        if let Ok(debug) = std::env::var("LZ_KAFKA_DEBUG") {
+            vars.push(("LZ_KAFKA_DEBUG".into(), debug));
+        }
         for (name, value) in extra {
             vars.retain(|(n, _)| n != name);
             vars.push((name.to_string(), value.to_string()));
@@ -211,11 +236,16 @@ impl Stack {
     /// Starts the worker in this process and waits until it holds
     /// partitions.
     pub async fn start_worker(&self, extra: &[(&str, &str)]) -> InProcessWorker {
-        common::telemetry::init("lanzadera-worker-test");
+        if std::env::var_os("LZ_TEST_LOG").is_some() {
+            common::telemetry::init("lanzadera-worker-test");
+        }
         let mut vars = self.worker_env(extra);
         // Workers in one process would otherwise share `hostname-pid`.
         if !vars.iter().any(|(n, _)| n == "LZ_WORKER_ID") {
-            let id = format!("in-process-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            let id = format!(
+                "in-process-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
             vars.push(("LZ_WORKER_ID".into(), id));
         }
         let env = Env::from_pairs(vars.iter().map(|(a, b)| (a.as_str(), b.as_str())));
@@ -284,9 +314,14 @@ impl Stack {
             config: config.map(str::to_string),
             submitted_at: timestamp::now(),
         };
-        kafka::produce_json(&self.producer, &self.kafka.jobs_topic, &id.to_string(), &message)
-            .await
-            .expect("submit");
+        kafka::produce_json(
+            &self.producer,
+            &self.kafka.jobs_topic,
+            &id.to_string(),
+            &message,
+        )
+        .await
+        .expect("submit");
         id
     }
 
@@ -296,9 +331,14 @@ impl Stack {
             owner: "test-owner".into(),
             requested_at: timestamp::now(),
         };
-        kafka::produce_json(&self.producer, &self.kafka.cancel_topic, &id.to_string(), &request)
-            .await
-            .expect("cancel");
+        kafka::produce_json(
+            &self.producer,
+            &self.kafka.cancel_topic,
+            &id.to_string(),
+            &request,
+        )
+        .await
+        .expect("cancel");
     }
 
     /// Keys under the job's prefix, relative to it (`output/a.txt`,
@@ -448,7 +488,12 @@ impl StatusLog {
     }
 
     /// Waits until `done` holds for the events seen so far.
-    pub async fn wait_until(&self, timeout: Duration, what: &str, done: impl Fn(&[StatusEvent]) -> bool) {
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[StatusEvent]) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.notify.notified();
@@ -465,7 +510,9 @@ impl StatusLog {
     /// Waits for the job's terminal event and returns it.
     pub async fn terminal(&self, id: JobId, timeout: Duration) -> StatusEvent {
         self.wait_until(timeout, &format!("the end of job {id}"), |events| {
-            events.iter().any(|e| e.job_id == id && e.status.is_terminal())
+            events
+                .iter()
+                .any(|e| e.job_id == id && e.status.is_terminal())
         })
         .await;
         self.events_for(id)
