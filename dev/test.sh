@@ -22,6 +22,9 @@ echo "[test] stack ready after ${SECONDS}s"
 source "$STATE/stack.env"
 
 cargo fmt --all --check
+# Deployment artifacts (compose, Dockerfile, realm, Kumori) checked by
+# validators that can fail.
+"$ROOT/compose/validate.sh"
 cargo clippy --workspace --all-targets -q -- -D warnings
 # The full-system tests run the service binaries as processes.
 cargo build --bins -q
