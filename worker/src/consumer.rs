@@ -1,9 +1,13 @@
 //! What the worker's consumer does on rebalances, and the partition state it
 //! shares with the job loop.
 //!
-//! One job runs at a time. While it runs, every assigned partition is
-//! paused (the consumer keeps polling, so librdkafka's poll clock never
-//! runs out and the group keeps the worker) and the job's offset stays
+//! One job runs at a time. While it runs the consumer keeps polling, so
+//! librdkafka's poll clock never runs out and the group keeps the worker;
+//! messages that arrive meanwhile are buffered, and once the buffer is full
+//! every assigned partition is paused until it drains. (Pausing at every
+//! job would be simpler but costs about a second per job: librdkafka
+//! drops what it had fetched and only fetches again at its broker thread's
+//! next 1 s wake-up after the resume.) The running job's offset stays
 //! uncommitted. If the job's partition is taken away by a rebalance while
 //! the job runs, its offset is committed on the way out: the new owner
 //! starts after it, so the job is never run twice while this worker still
@@ -31,10 +35,11 @@ pub struct Running {
 #[derive(Default)]
 pub struct PartitionState {
     pub running: Option<Running>,
-    /// Messages delivered while a job ran (librdkafka may have fetched them
-    /// before the pause took effect); run next, unless their partition is
-    /// revoked first.
+    /// Messages delivered while a job ran; run next, in order, unless their
+    /// partition is revoked first.
     pub buffered: VecDeque<OwnedMessage>,
+    /// Whether the assigned partitions are paused (buffer full).
+    pub paused: bool,
 }
 
 #[derive(Clone)]
@@ -110,7 +115,7 @@ impl ConsumerContext for WorkerContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                if self.state().running.is_some() {
+                if self.state().paused {
                     if let Err(e) = consumer.pause(tpl) {
                         tracing::warn!(error = %e, "cannot pause newly assigned partitions");
                     }

@@ -173,9 +173,10 @@ impl JobRunner {
         }
 
         let clone_deadline = Instant::now() + settings.job_timeout;
+        let phase = std::time::Instant::now();
         let clone = self.clone_repo(job, &repo, clone_deadline, shutdown.clone());
         match clone.await {
-            Ok(()) => {}
+            Ok(()) => tracing::info!(ms = phase.elapsed().as_millis() as u64, "repository cloned"),
             Err(Cloned::Failed(message)) => return Execution::Done(Report::failed(message)),
             Err(Cloned::TimedOut) => {
                 return Execution::Done(Report::failed(format!(
@@ -228,7 +229,9 @@ impl JobRunner {
             max_output_bytes: settings.max_output_bytes,
             deadline: Instant::now() + settings.job_timeout,
         };
+        let phase = std::time::Instant::now();
         let end = process::run(&spec, self.stopped(job, shutdown)).await;
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, "scripts ended");
         let mut report = match end {
             RunEnd::Exited(0) => Report {
                 state: JobState::Succeeded,
@@ -291,8 +294,16 @@ impl JobRunner {
             (LogStream::Stdout, stdout_log.as_path()),
             (LogStream::Stderr, stderr_log.as_path()),
         ];
+        let phase = std::time::Instant::now();
         match upload::upload_results(&self.bucket, job.id, outputs, logs).await {
-            Ok(files) => report.output_files = files,
+            Ok(files) => {
+                tracing::info!(
+                    ms = phase.elapsed().as_millis() as u64,
+                    files = files.len(),
+                    "results stored"
+                );
+                report.output_files = files;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "upload failed");
                 report = Report {
