@@ -38,7 +38,8 @@ pub struct PartitionState {
     /// Messages delivered while a job ran; run next, in order, unless their
     /// partition is revoked first.
     pub buffered: VecDeque<OwnedMessage>,
-    /// Whether the assigned partitions are paused (buffer full).
+    /// Whether the assigned partitions are paused (buffer full: see
+    /// `WorkerSettings::max_buffered_jobs`).
     pub paused: bool,
 }
 

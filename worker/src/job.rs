@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::cancels::Cancels;
 use crate::git::{self, CloneError};
 use crate::process::{self, RunEnd, RunSpec, Stage};
-use crate::settings::WorkerSettings;
+use crate::settings::{JobUser, WorkerSettings};
 use crate::upload;
 
 /// Why a job stopped before its end.
@@ -215,6 +215,16 @@ impl JobRunner {
         if let Err(e) = tokio::fs::create_dir_all(&output_dir).await {
             return Execution::Done(Report::failed(format!("cannot create output/: {e}")));
         }
+        if let Some(user) = settings.job_user {
+            let owned = dir.to_path_buf();
+            let given = tokio::task::spawn_blocking(move || give_to(&owned, user)).await;
+            if !matches!(given, Ok(Ok(()))) {
+                tracing::error!("cannot hand the job's folder to its user");
+                return Execution::Done(Report::failed(
+                    "the worker could not prepare a folder for the job; it can be resubmitted",
+                ));
+            }
+        }
 
         let stdout_log = dir.join("stdout.log");
         let stderr_log = dir.join("stderr.log");
@@ -228,6 +238,7 @@ impl JobRunner {
             output_dir: &output_dir,
             max_output_bytes: settings.max_output_bytes,
             deadline: Instant::now() + settings.job_timeout,
+            user: settings.job_user,
         };
         let phase = std::time::Instant::now();
         let end = process::run(&spec, self.stopped(job, shutdown)).await;
@@ -408,6 +419,16 @@ fn job_environment(
         ("npm_package_version".into(), package.version.clone()),
         ("npm_package_json".into(), path(&repo.join("package.json"))),
     ]
+}
+
+/// Makes the job's folder (clone, home, tmp) its user's, so a job run as
+/// another user can write where it must and nowhere else.
+fn give_to(dir: &Path, user: JobUser) -> std::io::Result<()> {
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        std::os::unix::fs::lchown(entry.path(), Some(user.uid), Some(user.gid))?;
+    }
+    Ok(())
 }
 
 fn remove_dir(dir: &Path) -> std::io::Result<()> {

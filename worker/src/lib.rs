@@ -36,11 +36,6 @@ type JobConsumer = StreamConsumer<WorkerContext>;
 /// extra dispatch delay.
 const POLL_TICK: Duration = Duration::from_millis(25);
 
-/// Job messages held while a job runs before the partitions are paused.
-/// Messages are small (a url, args, config); the bound keeps memory flat
-/// when a long job sits in front of a deep backlog.
-const MAX_BUFFERED: usize = 64;
-
 pub struct Application {
     settings: Arc<WorkerSettings>,
     consumer: JobConsumer,
@@ -227,7 +222,7 @@ impl Application {
                         let full = {
                             let mut state = self.context.state();
                             state.buffered.push_back(message.detach());
-                            state.buffered.len() >= MAX_BUFFERED && !state.paused
+                            state.buffered.len() >= self.settings.max_buffered_jobs && !state.paused
                         };
                         if full {
                             self.pause_all();
@@ -268,7 +263,7 @@ impl Application {
             // pause and resume at every job.
             let resume = {
                 let state = self.context.state();
-                state.paused && state.buffered.len() <= MAX_BUFFERED / 2
+                state.paused && state.buffered.len() <= self.settings.max_buffered_jobs / 2
             };
             if resume {
                 self.resume_all();
@@ -378,6 +373,7 @@ impl Application {
     }
 
     fn pause_all(&self) {
+        tracing::info!("job buffer full: partitions paused");
         self.context.state().paused = true;
         if let Ok(assignment) = self.consumer.assignment() {
             if let Err(e) = self.consumer.pause(&assignment) {
@@ -387,6 +383,7 @@ impl Application {
     }
 
     fn resume_all(&self) {
+        tracing::info!("partitions resumed");
         self.context.state().paused = false;
         if let Ok(assignment) = self.consumer.assignment() {
             if let Err(e) = self.consumer.resume(&assignment) {

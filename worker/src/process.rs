@@ -16,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use crate::settings::JobUser;
+
 /// One npm lifecycle script: `prestart`, `start` (which gets the job's
 /// args) or `poststart`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub struct RunSpec<'a> {
     pub output_dir: &'a Path,
     pub max_output_bytes: u64,
     pub deadline: Instant,
+    /// Run as this user instead of the worker's.
+    pub user: Option<JobUser>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +113,10 @@ async fn run_stage<S, I: Future<Output = S>>(
         // Its own group, so that a kill reaches every process it started.
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(user) = spec.user {
+        // std also drops root's supplementary groups when it sets the uid.
+        cmd.uid(user.uid).gid(user.gid);
+    }
     // SAFETY: the closure runs between fork and exec and only makes one
     // async-signal-safe system call. It kills the script's shell if the
     // worker dies (e.g. `kill -9`), so an orphaned run does not go on

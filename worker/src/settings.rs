@@ -34,6 +34,30 @@ pub struct WorkerSettings {
     pub job_path: String,
     /// librdkafka `debug` contexts (e.g. `cgrp`), to diagnose the group.
     pub kafka_debug: Option<String>,
+    /// Job messages held while a job runs before the partitions are paused.
+    /// Messages are small (a url, args, config); the bound keeps memory flat
+    /// when a long job sits in front of a deep backlog.
+    pub max_buffered_jobs: usize,
+    /// Run jobs as this `uid:gid` (the worker must run as root). Without
+    /// it a job runs as the worker's user and could read the worker's
+    /// `/proc/<pid>/environ`, credentials included.
+    pub job_user: Option<JobUser>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl JobUser {
+    fn parse(raw: &str) -> Option<Self> {
+        let (uid, gid) = raw.trim().split_once(':')?;
+        Some(Self {
+            uid: uid.parse().ok()?,
+            gid: gid.parse().ok()?,
+        })
+    }
 }
 
 impl WorkerSettings {
@@ -60,6 +84,14 @@ impl WorkerSettings {
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             ),
             kafka_debug: env.optional("LZ_KAFKA_DEBUG"),
+            max_buffered_jobs: env.parse("LZ_MAX_BUFFERED_JOBS", 64usize)?.max(1),
+            job_user: match env.optional("LZ_JOB_USER") {
+                None => None,
+                Some(raw) => Some(JobUser::parse(&raw).ok_or_else(|| SettingsError {
+                    name: "LZ_JOB_USER".into(),
+                    problem: "must be numeric uid:gid, e.g. 65534:65534".into(),
+                })?),
+            },
         })
     }
 }

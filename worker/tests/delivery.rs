@@ -301,3 +301,42 @@ async fn sigterm_after_the_grace_period_hands_the_job_back_to_another_worker() {
     );
     other.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_behind_a_long_job_pauses_and_resumes_without_loss_or_duplicates() {
+    let git = GitServer::start();
+    let slow = git.repo("public/slow.git", &files(&shell_job("sleep 3\n")));
+    let quick = git.repo(
+        "public/quick.git",
+        &files(&shell_job("echo ok > output/ok.txt\n")),
+    );
+    let stack = Stack::new(1).await;
+    // A buffer of 2: the backlog pauses the partition during the long job.
+    let worker = stack.start_worker(&[("LZ_MAX_BUFFERED_JOBS", "2")]).await;
+
+    let mut ids = vec![stack.submit(&slow, &[], None).await];
+    stack.status.running(ids[0], WAIT).await;
+    for _ in 0..8 {
+        ids.push(stack.submit(&quick, &[], None).await);
+    }
+    for id in &ids {
+        let end = stack.status.terminal(*id, WAIT).await;
+        assert_eq!(end.status, JobState::Succeeded, "{end:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut starts = Vec::new();
+    for id in &ids {
+        let events = stack.status.events_for(*id);
+        let running = by_state(&events, JobState::Running);
+        assert_eq!(running.len(), 1, "{events:#?}");
+        assert_eq!(
+            events.iter().filter(|e| e.status.is_terminal()).count(),
+            1,
+            "{events:#?}"
+        );
+        starts.push(running[0].at);
+    }
+    // One partition: the jobs ran in the order they were submitted.
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+    worker.stop().await;
+}

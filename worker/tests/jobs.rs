@@ -323,3 +323,38 @@ async fn a_job_cancelled_while_running_is_killed_and_reported_cancelled() {
     eprintln!("cancel to cancelled event: {reaction:?}");
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_run_as_another_user_cannot_read_the_workers_process_environment() {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        eprintln!("skipped: LZ_JOB_USER needs the worker to run as root");
+        return;
+    }
+    let git = GitServer::start();
+    let repo = shell_job(
+        "id -u\nid -G\ntouch output/written.txt\ncat \"/proc/$1/environ\" > output/stolen.txt 2>/dev/null || echo denied\n",
+    );
+    let url = git.repo("public/steal.git", &files(&repo));
+    let stack = Stack::new(2).await;
+    let worker = stack.spawn_worker_process(&[("LZ_JOB_USER", "65534:65534")]);
+
+    let id = stack.submit(&url, &[&worker.pid().to_string()], None).await;
+    let end = stack.status.terminal(id, WAIT).await;
+    assert_eq!(end.status, JobState::Succeeded, "{end:?}");
+    assert_eq!(
+        stack.text(id, "logs/stdout.log").await,
+        "65534\n65534\ndenied\n"
+    );
+    let stolen = stack.text(id, "output/stolen.txt").await;
+    assert!(
+        !stolen.contains(stack.s3.secret_key.expose().as_str()),
+        "{stolen}"
+    );
+    assert!(stolen.is_empty(), "{stolen}");
+}
