@@ -358,3 +358,53 @@ async fn a_job_run_as_another_user_cannot_read_the_workers_process_environment()
     );
     assert!(stolen.is_empty(), "{stolen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_and_output_limits_hold() {
+    let git = GitServer::start();
+    // 20,000 bytes of stdout against a 100-byte log limit.
+    let chatty = git.repo(
+        "public/chatty.git",
+        &files(&shell_job(
+            "i=0\nwhile [ $i -lt 2000 ]; do echo 123456789; i=$((i+1)); done\n",
+        )),
+    );
+    // 2 MB into output/ against a 1 MB limit; it would go on for 300 s.
+    let greedy = git.repo(
+        "public/greedy.git",
+        &files(&shell_job(
+            "head -c 2000000 /dev/zero > output/big.bin\nsleep 300\n",
+        )),
+    );
+    let stack = Stack::new(2).await;
+    let worker = stack
+        .start_worker(&[
+            ("LZ_MAX_LOG_BYTES", "100"),
+            ("LZ_MAX_OUTPUT_BYTES", "1000000"),
+        ])
+        .await;
+
+    let a = stack.submit(&chatty, &[], None).await;
+    let b = stack.submit(&greedy, &[], None).await;
+
+    let end = stack.status.terminal(a, WAIT).await;
+    assert_eq!(end.status, JobState::Succeeded, "{end:?}");
+    let log = stack.text(a, "logs/stdout.log").await;
+    assert!(log.starts_with(&"123456789\n".repeat(10)), "{log}");
+    assert!(
+        log.contains("log truncated at 100 bytes; 19900 more bytes were dropped"),
+        "{log}"
+    );
+
+    let end = stack.status.terminal(b, WAIT).await;
+    assert_eq!(end.status, JobState::Failed, "{end:?}");
+    let error = end.error.clone().unwrap_or_default();
+    assert!(error.contains("over the limit of 1000000 bytes"), "{error}");
+    assert!(end.elapsed_seconds.is_some_and(|s| s < 30.0), "{end:?}");
+    assert_eq!(end.output_files, Some(vec![]));
+    assert_eq!(
+        stack.objects(b).await,
+        vec!["logs/stderr.log", "logs/stdout.log"]
+    );
+    worker.stop().await;
+}
