@@ -129,3 +129,33 @@ async fn unreadable_events_are_skipped_without_stopping_the_recorder() {
     app.wait_for_job(&token, id, |j| j["status"] == "running")
         .await;
 }
+
+#[tokio::test]
+async fn two_replicas_share_the_recording() {
+    // Two frontends on the same topics, database and recorder group, as
+    // replicas behind a load balancer would be.
+    let settings = crate::helpers::isolated_settings(&[]);
+    let first = TestApp::spawn_settings(settings.clone()).await;
+    let second = TestApp::spawn_settings(settings).await;
+    let token = first.alice().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        ids.push(
+            app.submit_ok(&token, &json!({"url": "https://h.example/o/r"}))
+                .await,
+        );
+    }
+    for id in &ids {
+        let mut done = event(*id, JobState::Succeeded, 1);
+        done.exit_code = Some(0);
+        first.publish_status(&done).await;
+    }
+    for id in &ids {
+        // Either replica answers for every job.
+        second
+            .wait_for_job(&token, *id, |j| j["status"] == "succeeded")
+            .await;
+        assert_eq!(first.job(&token, *id).await["status"], "succeeded");
+    }
+}
