@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run down test lint status install demo
+.PHONY: run down test lint status install bench bench-full demo
 
 run: ## start the stack and the platform, print how to use it
 	dev/platform.sh up
@@ -22,3 +22,9 @@ status:
 
 install: ## install the pinned local servers into ~/.cache/lanzadera
 	dev/install.sh all
+
+bench: ## short benchmark (< 2 min after the release build), for before/after comparisons; report in target/bench/
+	bench/bench.sh short
+
+bench-full: ## the published figures: docs/benchmarks.md (Harness section) and docs/bench/latest.json
+	bench/bench.sh full
