@@ -26,6 +26,10 @@ pub fn producer(k: &KafkaSettings) -> KafkaResult<FutureProducer> {
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", k.linger_ms.to_string())
+        .set(
+            "batch.num.messages",
+            k.batch_num_messages.max(1).to_string(),
+        )
         // A produce that cannot reach the broker fails within this bound,
         // so an API request never hangs on it.
         .set("message.timeout.ms", "5000")

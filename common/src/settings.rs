@@ -112,6 +112,11 @@ pub struct KafkaSettings {
     pub workers_group: String,
     /// Producer batching delay: low for dispatch latency.
     pub linger_ms: u32,
+    /// Most records the producer puts in one record batch. 1 makes every
+    /// offset a batch boundary, which a broker that answers a fetch from
+    /// inside a batch with the next batch (tansu 0.6.0) needs so that no
+    /// consumer resuming at an arbitrary offset skips records.
+    pub batch_num_messages: u32,
     /// How long a fetch waits for data: bounds submit-to-launch latency.
     pub fetch_wait_max_ms: u32,
     pub session_timeout_ms: u32,
@@ -128,6 +133,7 @@ impl KafkaSettings {
             status_partitions: env.parse("LZ_STATUS_PARTITIONS", 4)?,
             workers_group: env.string("LZ_WORKERS_GROUP", "lanzadera-workers"),
             linger_ms: env.parse("LZ_KAFKA_LINGER_MS", 0)?,
+            batch_num_messages: env.parse("LZ_KAFKA_BATCH_NUM_MESSAGES", 1)?,
             fetch_wait_max_ms: env.parse("LZ_KAFKA_FETCH_WAIT_MAX_MS", 20)?,
             session_timeout_ms: env.parse("LZ_KAFKA_SESSION_TIMEOUT_MS", 6000)?,
         })

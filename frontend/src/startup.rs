@@ -1,13 +1,14 @@
 //! Builds the whole application from settings, the same way in production
 //! and in tests (which bind port 0 and read the chosen port).
 
-use std::net::TcpListener;
+use std::net::{TcpListener, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use common::{kafka, mongo, storage};
 use futures::FutureExt;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -17,6 +18,28 @@ use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
 use crate::store::JobStore;
+
+/// Connections the kernel queues before the server accepts them: a burst
+/// of new clients (a load balancer's reconnect, a thousand users at once)
+/// must not overflow it. Linux caps it at `net.core.somaxconn`.
+const ACCEPT_BACKLOG: i32 = 4096;
+
+/// Binds the API's socket with a deep accept queue. (`HttpServer::backlog`
+/// only reaches sockets the server binds itself; this one is bound here so
+/// that tests can ask for port 0 and read the port chosen.)
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{addr} names no address"),
+        )
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(ACCEPT_BACKLOG)?;
+    Ok(socket.into())
+}
 
 pub struct Application {
     port: u16,
@@ -34,7 +57,7 @@ impl Application {
         let metrics = Metrics::new()?;
         spawn_provisioning(&settings, store.clone());
 
-        let listener = TcpListener::bind(&settings.http_addr)?;
+        let listener = listen(&settings.http_addr)?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             store: store.clone(),
@@ -108,7 +131,6 @@ impl Application {
                 }))
         })
         .workers(settings.http_workers)
-        .backlog(4096)
         .max_connections(100_000)
         .listen(listener)?
         .run();

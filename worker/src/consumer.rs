@@ -13,7 +13,7 @@
 //! starts after it, so the job is never run twice while this worker still
 //! runs it; this worker finishes it and publishes its end.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -41,6 +41,20 @@ pub struct PartitionState {
     /// Whether the assigned partitions are paused (buffer full: see
     /// `WorkerSettings::max_buffered_jobs`).
     pub paused: bool,
+    /// The offset each partition should deliver next, since the last
+    /// rebalance: a delivery past it means the broker skipped records.
+    next_offsets: HashMap<i32, i64>,
+}
+
+impl PartitionState {
+    /// Notes a delivery from `partition`; answers the first offset the
+    /// broker skipped, if it skipped any. The jobs topic has no
+    /// transactions and no compaction, so its offsets have no holes of
+    /// their own.
+    pub fn delivered(&mut self, partition: i32, offset: i64) -> Option<i64> {
+        let expected = self.next_offsets.insert(partition, offset + 1);
+        expected.filter(|&next| offset > next)
+    }
 }
 
 #[derive(Clone)]
@@ -114,6 +128,9 @@ impl ConsumerContext for WorkerContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // A partition that comes back starts from its committed offset,
+        // whatever this worker saw of it before.
+        self.state().next_offsets.clear();
         match rebalance {
             Rebalance::Assign(tpl) => {
                 if self.state().paused {
@@ -130,5 +147,34 @@ impl ConsumerContext for WorkerContext {
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_past_the_next_offset_is_a_skip() {
+        let mut state = PartitionState::default();
+        assert_eq!(
+            state.delivered(0, 40),
+            None,
+            "the first delivery sets the start"
+        );
+        assert_eq!(state.delivered(0, 41), None);
+        assert_eq!(state.delivered(1, 7), None, "partitions are counted apart");
+        assert_eq!(state.delivered(0, 45), Some(42));
+        assert_eq!(state.delivered(0, 46), None);
+        assert_eq!(state.delivered(1, 8), None);
+    }
+
+    #[test]
+    fn a_redelivery_is_not_a_skip() {
+        let mut state = PartitionState::default();
+        state.delivered(0, 10);
+        state.delivered(0, 11);
+        assert_eq!(state.delivered(0, 9), None);
+        assert_eq!(state.delivered(0, 10), None);
     }
 }

@@ -18,7 +18,7 @@ use anyhow::Context;
 use common::kafka::{self, produce_json};
 use common::{storage, JobId, JobMessage, JobState, StatusEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -161,7 +161,7 @@ impl Application {
                                     tokio::time::sleep(Duration::from_millis(200)).await;
                                     continue;
                                 }
-                                Ok(Ok(message)) => message.detach(),
+                                Ok(Ok(message)) => self.take_delivery(message),
                             }
                         }
                     }
@@ -219,9 +219,10 @@ impl Application {
                 handled = &mut work => break handled,
                 received = tokio::time::timeout(self.poll_tick, self.consumer.recv()) => {
                     if let Ok(Ok(message)) = received {
+                        let message = self.take_delivery(message);
                         let full = {
                             let mut state = self.context.state();
-                            state.buffered.push_back(message.detach());
+                            state.buffered.push_back(message);
                             state.buffered.len() >= self.settings.max_buffered_jobs && !state.paused
                         };
                         if full {
@@ -250,6 +251,12 @@ impl Application {
                 if running.is_some_and(|r| !r.handed_over) {
                     self.commit(&topic, partition, offset).await;
                 }
+            }
+            Handled::HandedBack if running.as_ref().is_some_and(|r| r.handed_over) => {
+                // Its offset was committed when its partition moved away
+                // mid-run, so the group will not deliver it again: queue it
+                // anew for whichever worker comes next.
+                self.requeue(&job).await;
             }
             Handled::HandedBack => {
                 tracing::info!(job_id = %job.id, "job handed back uncommitted");
@@ -355,6 +362,38 @@ impl Application {
                 }
             }
         }
+    }
+
+    async fn requeue(&self, job: &JobMessage) {
+        let topic = &self.settings.kafka.jobs_topic;
+        for _ in 0..3 {
+            match produce_json(&self.producer, topic, &job.id.to_string(), job).await {
+                Ok(()) => {
+                    tracing::info!(job_id = %job.id, "job handed back: queued again");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, error = %e, "cannot queue the job again")
+                }
+            }
+        }
+        tracing::error!(job_id = %job.id, "job handed back but not queued again: it will not run");
+    }
+
+    /// Copies a delivered message out of the consumer, saying so loudly if
+    /// the broker skipped records before it: the jobs they hold were never
+    /// delivered here, and committing past them would lose them.
+    fn take_delivery(&self, message: BorrowedMessage<'_>) -> OwnedMessage {
+        let (partition, offset) = (message.partition(), message.offset());
+        if let Some(first) = self.context.state().delivered(partition, offset) {
+            tracing::error!(
+                partition,
+                first_skipped = first,
+                last_skipped = offset - 1,
+                "the broker skipped records of the jobs topic: their jobs were not delivered"
+            );
+        }
+        message.detach()
     }
 
     async fn commit(&self, topic: &str, partition: i32, offset: i64) {

@@ -340,3 +340,109 @@ async fn a_backlog_behind_a_long_job_pauses_and_resumes_without_loss_or_duplicat
     assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_produced_at_once_runs_in_full_through_pauses_and_resumes() {
+    let git = GitServer::start();
+    let quick = git.repo(
+        "public/quick.git",
+        &files(&shell_job("echo ok > output/ok.txt\n")),
+    );
+    let stack = Stack::new(2).await;
+    // A buffer of 2 pauses the partitions during nearly every job, and each
+    // resume fetches from the middle of what the producer sent together.
+    let worker = stack.start_worker(&[("LZ_MAX_BUFFERED_JOBS", "2")]).await;
+
+    // Produced concurrently, the records leave in as few requests as the
+    // producer's batching allows.
+    let ids: Vec<JobId> =
+        futures::future::join_all((0..40).map(|_| stack.submit(&quick, &[], None))).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let unfinished: Vec<JobId> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                !stack
+                    .status
+                    .events_for(*id)
+                    .iter()
+                    .any(|e| e.status.is_terminal())
+            })
+            .collect();
+        if unfinished.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} jobs never ended: {unfinished:?}",
+            unfinished.len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for id in &ids {
+        let events = stack.status.events_for(*id);
+        assert_eq!(by_state(&events, JobState::Running).len(), 1, "{events:#?}");
+        let ends = by_state(&events, JobState::Succeeded);
+        assert_eq!(ends.len(), 1, "{events:#?}");
+    }
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_partition_moved_mid_run_is_queued_again_when_its_worker_stops_before_the_end()
+{
+    let git = GitServer::start();
+    let repo = shell_job("sleep 8\necho \"done by $LZ_WORKER_ID\" > output/result.txt\n");
+    let url = git.repo("public/moved.git", &files(&repo));
+    let stack = Stack::new(2).await;
+    let leaving =
+        stack.spawn_worker_process(&[("LZ_WORKER_ID", "leaving"), ("LZ_SHUTDOWN_GRACE_SECS", "1")]);
+    let job = stack.submit(&url, &[], None).await;
+    stack.status.running(job, WAIT).await;
+
+    // A second worker joins: the rebalance takes the running job's
+    // partition away from its worker, which commits past the job so the
+    // job is not run twice at once.
+    let other = stack.start_worker(&[]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !leaving
+        .log()
+        .contains("partition revoked while its job runs")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rebalance reached the running job:\n{}",
+            leaving.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Then its worker is stopped before the job ends.
+    let mut leaving = leaving;
+    kill(Pid::from_raw(leaving.pid()), Signal::SIGTERM).expect("SIGTERM");
+    let exit = tokio::task::spawn_blocking(move || leaving.child.wait())
+        .await
+        .expect("join");
+    assert!(exit.expect("wait").success());
+
+    let end = stack.status.terminal(job, WAIT).await;
+    let events = stack.status.events_for(job);
+    assert_eq!(end.status, JobState::Succeeded, "{events:#?}");
+    assert_eq!(
+        end.worker_id.as_deref(),
+        Some(other.id.as_str()),
+        "{events:#?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.status.is_terminal()).count(),
+        1,
+        "{events:#?}"
+    );
+    assert_eq!(
+        stack.text(job, "output/result.txt").await,
+        format!("done by {}\n", other.id)
+    );
+    other.stop().await;
+}

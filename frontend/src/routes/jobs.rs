@@ -99,6 +99,18 @@ impl JobView {
 async fn submit(state: &State, caller: Caller, payload: web::Payload) -> Result<JobId, ApiError> {
     let body = parse_json_body(payload, state.max_body_bytes).await?;
     let spec = JobSpec::parse(&body, &state.jobs.repos, &state.jobs.limits)?;
+    // From here on the work runs in a task of its own: a client that hangs
+    // up drops this handler, and dropping it between the insert and the
+    // produce would leave a record queued for ever with no message.
+    tokio::spawn(enqueue(state.clone(), caller, spec))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "the submission task failed");
+            ApiError::Internal
+        })?
+}
+
+async fn enqueue(state: State, caller: Caller, spec: JobSpec) -> Result<JobId, ApiError> {
     let id = JobId::new();
     let now = timestamp::now();
     let record = JobRecord::queued(
@@ -140,12 +152,11 @@ async fn submit(state: &State, caller: Caller, payload: web::Payload) -> Result<
     tracing::info!(job = %id, owner = %caller.subject, url = %record.url, "job queued");
     // The observer counts arrivals from this event; the job is already
     // accepted, so its loss would only skew one window's count.
-    let producer = state.producer.clone();
-    let topic = state.kafka.status_topic.clone();
     let mut event = StatusEvent::new(id, caller.subject, JobState::Queued);
     event.at = now;
     tokio::spawn(async move {
-        if let Err(e) = produce_json(&producer, &topic, &key, &event).await {
+        let topic = &state.kafka.status_topic;
+        if let Err(e) = produce_json(&state.producer, topic, &key, &event).await {
             tracing::warn!(job = %event.job_id, error = %e, "queued event not published");
         }
     });

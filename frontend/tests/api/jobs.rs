@@ -321,3 +321,65 @@ async fn deleting_a_running_job_asks_its_worker_to_stop_it() {
         .await;
     assert_eq!(requests.len(), 1);
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_submit_leaves_no_record_without_its_message() {
+    use tokio::io::AsyncWriteExt;
+
+    let app = TestApp::spawn().await;
+    let token = app.alice().await;
+    let body = json!({"url": REPO}).to_string();
+    let request = format!(
+        "POST /api/addJob HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let host = app.address.trim_start_matches("http://").to_string();
+    // Warm: keys fetched, database and broker connections open.
+    app.submit_ok(&token, &json!({"url": REPO})).await;
+    // Each client sends a whole request and resets the connection a little
+    // later than the one before, so some hang up while the record is being
+    // written and some while the job is being queued.
+    let clients = (0..40u64).map(|i| {
+        let (host, request) = (host.clone(), request.clone());
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(&host)
+                .await
+                .expect("connect");
+            stream.write_all(request.as_bytes()).await.expect("send");
+            tokio::time::sleep(Duration::from_micros(500 * i)).await;
+            // Zero linger: closing sends a reset, as a killed client would.
+            let stream = stream.into_std().expect("std stream");
+            socket2::SockRef::from(&stream)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger");
+            drop(stream);
+        }
+    });
+    futures::future::join_all(clients).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let records: Vec<Value> = app.get(&token, "/api/status").await.json().await.unwrap();
+    let queued: Vec<String> = app
+        .read_topic(&app.settings.kafka.jobs_topic, Duration::from_secs(3))
+        .await
+        .iter()
+        .map(|m| m["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    eprintln!(
+        "{} of 40 hung-up submissions were recorded",
+        records.len() - 1
+    );
+    for record in &records {
+        let id = record["id"].as_str().unwrap();
+        assert!(
+            queued.iter().any(|q| q == id),
+            "job {id} is recorded as {} but was never queued",
+            record["status"]
+        );
+    }
+    // And every queued job has its record.
+    for id in &queued {
+        assert!(records.iter().any(|r| r["id"] == *id.as_str()), "{id}");
+    }
+}
