@@ -9,7 +9,9 @@ STATE="${LANZADERA_STATE:-$ROOT/.dev}"
 cd "$ROOT"
 
 started=0
-if ! "$ROOT/dev/stack.sh" status 2>/dev/null | grep -q running; then
+# (grep without -q reads all of status's output: an early exit would make
+# the pipeline fail under pipefail and a running stack look stopped.)
+if ! "$ROOT/dev/stack.sh" status 2>/dev/null | grep running >/dev/null; then
   started=1
 fi
 cleanup() { if [ "$started" = 1 ]; then "$ROOT/dev/stack.sh" down || true; fi; }
