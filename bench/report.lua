@@ -9,6 +9,15 @@ end
 if token then
   wrk.headers["Authorization"] = "Bearer " .. token
 end
+-- Think time: each connection waits this long between its requests, so the
+-- offered rate (connections / think time) can sit below capacity and the
+-- latency is the server's, not the queue a closed loop builds.
+local think_ms = tonumber(os.getenv("BENCH_THINK_MS") or "")
+if think_ms then
+  function delay()
+    return think_ms
+  end
+end
 
 function done(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write

@@ -1,5 +1,6 @@
 //! Thin builders for rdkafka clients from settings.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -7,7 +8,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 
@@ -123,4 +124,79 @@ pub async fn produce_json<T: Serialize>(
         .await
         .map(|_| ())
         .map_err(|(e, _)| ProduceError::Kafka(e))
+}
+
+/// The services' producer (see `producer`), replaced by a fresh one when
+/// librdkafka reports a fatal error. An idempotent producer whose messages
+/// timed out must bump its epoch; when the broker refuses (tansu answered
+/// `ProducerFenced` under overload), the instance refuses every later
+/// message for good, and without a new one the API would answer 503 and a
+/// worker would retry its status event until restarted.
+#[derive(Clone)]
+pub struct Publisher {
+    settings: KafkaSettings,
+    current: Arc<RwLock<FutureProducer>>,
+}
+
+impl Publisher {
+    pub fn new(k: &KafkaSettings) -> KafkaResult<Self> {
+        Ok(Self {
+            settings: k.clone(),
+            current: Arc::new(RwLock::new(producer(k)?)),
+        })
+    }
+
+    /// The producer in use now, for metadata calls.
+    pub fn producer(&self) -> FutureProducer {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Produces `value` as JSON and waits for the acknowledgement. When the
+    /// broker fenced the producer (it refused the message, so sending it
+    /// again cannot duplicate it) the message goes once more through a new
+    /// producer; after any other failure that left the producer unusable,
+    /// the next message goes through a new one.
+    pub async fn send_json<T: Serialize>(
+        &self,
+        topic: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), ProduceError> {
+        let producer = self.producer();
+        let result = produce_json(&producer, topic, key, value).await;
+        let Err(ProduceError::Kafka(e)) = &result else {
+            return result;
+        };
+        let fenced = matches!(
+            e,
+            KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced)
+        );
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            self.renew(&producer, &format!("{code:?}: {reason}"));
+        } else if fenced {
+            self.renew(&producer, &e.to_string());
+            return produce_json(&self.producer(), topic, key, value).await;
+        }
+        result
+    }
+
+    fn renew(&self, failed: &FutureProducer, reason: &str) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        // Many messages fail together; the first to get here renews it.
+        if current.client().native_ptr() != failed.client().native_ptr() {
+            return;
+        }
+        match producer(&self.settings) {
+            Ok(fresh) => {
+                tracing::warn!(%reason, "the Kafka producer is unusable: replaced by a new one");
+                *current = fresh;
+            }
+            Err(e) => {
+                tracing::error!(%reason, error = %e, "the Kafka producer is unusable and cannot be replaced")
+            }
+        }
+    }
 }

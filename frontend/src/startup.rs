@@ -51,7 +51,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store = JobStore::new(mongo::connect(&settings.mongo).await?);
-        let producer = kafka::producer(&settings.kafka)?;
+        let producer = kafka::Publisher::new(&settings.kafka)?;
         let bucket = storage::bucket(&settings.s3)?;
         let oidc = web::Data::new(Oidc::new(settings.oidc.clone())?);
         let metrics = Metrics::new()?;

@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::kafka::{self, produce_json};
+use common::kafka::{self, Publisher};
 use common::{storage, JobId, JobMessage, JobState, StatusEvent};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -41,7 +40,7 @@ pub struct Application {
     settings: Arc<WorkerSettings>,
     consumer: JobConsumer,
     context: WorkerContext,
-    producer: FutureProducer,
+    producer: Publisher,
     runner: JobRunner,
     /// Deliveries of each job seen by this process, for `attempt`.
     deliveries: HashMap<JobId, u32>,
@@ -76,7 +75,7 @@ impl Application {
             .await
             .context("cannot reach the bucket")?;
         let bucket = storage::bucket(&settings.s3).context("bucket settings")?;
-        let producer = kafka::producer(&settings.kafka).context("kafka producer")?;
+        let producer = Publisher::new(&settings.kafka).context("kafka producer")?;
         let cancels = Cancels::start(&settings.kafka)
             .await
             .context("cannot read the cancel topic")?;
@@ -351,7 +350,7 @@ impl Application {
         let topic = &self.settings.kafka.status_topic;
         let key = job.id.to_string();
         loop {
-            match produce_json(&self.producer, topic, &key, &event).await {
+            match self.producer.send_json(topic, &key, &event).await {
                 Ok(()) => return Handled::Finished,
                 Err(e) => {
                     tracing::warn!(error = %e, status = %event.status, "status event not acknowledged; retrying");
@@ -367,7 +366,11 @@ impl Application {
     async fn requeue(&self, job: &JobMessage) {
         let topic = &self.settings.kafka.jobs_topic;
         for _ in 0..3 {
-            match produce_json(&self.producer, topic, &job.id.to_string(), job).await {
+            match self
+                .producer
+                .send_json(topic, &job.id.to_string(), job)
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(job_id = %job.id, "job handed back: queued again");
                     return;

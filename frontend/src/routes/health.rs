@@ -23,7 +23,7 @@ pub async fn ready(state: State) -> HttpResponse {
         .await
         .map_err(|_| "timed out".to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
-    let producer = state.producer.clone();
+    let producer = state.producer.producer();
     let topic = state.kafka.jobs_topic.clone();
     let kafka = tokio::task::spawn_blocking(move || {
         producer

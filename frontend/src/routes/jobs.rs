@@ -1,5 +1,4 @@
 use actix_web::{delete, get, http::header, post, web, HttpRequest, HttpResponse};
-use common::kafka::produce_json;
 use common::{
     timestamp, CancelRequest, JobId, JobMessage, JobRecord, JobSpec, JobState, Secret, StatusEvent,
 };
@@ -137,7 +136,11 @@ async fn enqueue(state: State, caller: Caller, spec: JobSpec) -> Result<JobId, A
         submitted_at: now,
     };
     let key = id.to_string();
-    if let Err(e) = produce_json(&state.producer, &state.kafka.jobs_topic, &key, &message).await {
+    if let Err(e) = state
+        .producer
+        .send_json(&state.kafka.jobs_topic, &key, &message)
+        .await
+    {
         for _ in 0..3 {
             match state.store.delete(id).await {
                 Ok(()) => break,
@@ -156,7 +159,7 @@ async fn enqueue(state: State, caller: Caller, spec: JobSpec) -> Result<JobId, A
     event.at = now;
     tokio::spawn(async move {
         let topic = &state.kafka.status_topic;
-        if let Err(e) = produce_json(&state.producer, topic, &key, &event).await {
+        if let Err(e) = state.producer.send_json(topic, &key, &event).await {
             tracing::warn!(job = %event.job_id, error = %e, "queued event not published");
         }
     });
@@ -319,14 +322,11 @@ async fn cancel(state: State, caller: Caller, id: &str) -> Result<HttpResponse, 
         owner: caller.subject.clone(),
         requested_at: timestamp::now(),
     };
-    produce_json(
-        &state.producer,
-        &state.kafka.cancel_topic,
-        &record.id.to_string(),
-        &request,
-    )
-    .await
-    .map_err(|e| unavailable("the job queue", e))?;
+    state
+        .producer
+        .send_json(&state.kafka.cancel_topic, &record.id.to_string(), &request)
+        .await
+        .map_err(|e| unavailable("the job queue", e))?;
     let cancelled_now = record.status == JobState::Queued
         && state
             .store

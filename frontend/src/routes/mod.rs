@@ -9,7 +9,6 @@ pub mod jobs;
 use actix_web::{web, HttpRequest};
 use common::settings::{JobPolicy, KafkaSettings};
 use futures::StreamExt;
-use rdkafka::producer::FutureProducer;
 use s3::Bucket;
 
 use crate::error::ApiError;
@@ -19,7 +18,7 @@ use crate::store::JobStore;
 /// What every handler may use.
 pub struct AppState {
     pub store: JobStore,
-    pub producer: FutureProducer,
+    pub producer: common::kafka::Publisher,
     pub bucket: Box<Bucket>,
     pub kafka: KafkaSettings,
     pub jobs: JobPolicy,
