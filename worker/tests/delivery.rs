@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{JobId, JobState, StatusEvent};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::{files, shell_job, GitServer, InProcessWorker, Stack};
+use support::{files, shell_job, GitServer, InProcessWorker, ProcessWorker, Stack};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -129,6 +129,33 @@ async fn a_job_longer_than_the_poll_interval_runs_exactly_once() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+/// Stops the worker process with SIGTERM and checks it exits cleanly.
+async fn sigterm_and_wait(mut worker: ProcessWorker) {
+    kill(Pid::from_raw(worker.pid()), Signal::SIGTERM).expect("SIGTERM");
+    let exit = tokio::task::spawn_blocking(move || worker.child.wait())
+        .await
+        .expect("join");
+    assert!(exit.expect("wait").success());
+}
+
+/// The job (which writes `done by <worker>` to `output/result.txt`) ended
+/// once, succeeded, on `worker`.
+async fn ends_once_on(stack: &Stack, job: JobId, worker: &str) {
+    let end = stack.status.terminal(job, WAIT).await;
+    let events = stack.status.events_for(job);
+    assert_eq!(end.status, JobState::Succeeded, "{events:#?}");
+    assert_eq!(end.worker_id.as_deref(), Some(worker), "{events:#?}");
+    assert_eq!(
+        events.iter().filter(|e| e.status.is_terminal()).count(),
+        1,
+        "{events:#?}"
+    );
+    assert_eq!(
+        stack.text(job, "output/result.txt").await,
+        format!("done by {worker}\n")
+    );
 }
 
 /// Submits jobs until one starts on `worker`; returns it and all submitted.
@@ -271,34 +298,13 @@ async fn sigterm_after_the_grace_period_hands_the_job_back_to_another_worker() {
     let url = git.repo("public/handback.git", &files(&repo));
     let stack = Stack::new(2).await;
     let mut other = stack.start_worker(&[]).await;
-    let mut leaving =
+    let leaving =
         stack.spawn_worker_process(&[("LZ_WORKER_ID", "leaving"), ("LZ_SHUTDOWN_GRACE_SECS", "1")]);
     wait_for_partitions(&mut [&mut other], 1).await;
 
     let (job, _) = submit_until_one_runs_on(&stack, &url, "leaving").await;
-    kill(Pid::from_raw(leaving.pid()), Signal::SIGTERM).expect("SIGTERM");
-    let exit = tokio::task::spawn_blocking(move || leaving.child.wait())
-        .await
-        .expect("join");
-    assert!(exit.expect("wait").success());
-
-    let end = stack.status.terminal(job, WAIT).await;
-    let events = stack.status.events_for(job);
-    assert_eq!(end.status, JobState::Succeeded, "{events:#?}");
-    assert_eq!(
-        end.worker_id.as_deref(),
-        Some(other.id.as_str()),
-        "{events:#?}"
-    );
-    assert_eq!(
-        events.iter().filter(|e| e.status.is_terminal()).count(),
-        1,
-        "{events:#?}"
-    );
-    assert_eq!(
-        stack.text(job, "output/result.txt").await,
-        format!("done by {}\n", other.id)
-    );
+    sigterm_and_wait(leaving).await;
+    ends_once_on(&stack, job, &other.id).await;
     other.stop().await;
 }
 
@@ -420,29 +426,7 @@ async fn a_job_whose_partition_moved_mid_run_is_queued_again_when_its_worker_sto
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Then its worker is stopped before the job ends.
-    let mut leaving = leaving;
-    kill(Pid::from_raw(leaving.pid()), Signal::SIGTERM).expect("SIGTERM");
-    let exit = tokio::task::spawn_blocking(move || leaving.child.wait())
-        .await
-        .expect("join");
-    assert!(exit.expect("wait").success());
-
-    let end = stack.status.terminal(job, WAIT).await;
-    let events = stack.status.events_for(job);
-    assert_eq!(end.status, JobState::Succeeded, "{events:#?}");
-    assert_eq!(
-        end.worker_id.as_deref(),
-        Some(other.id.as_str()),
-        "{events:#?}"
-    );
-    assert_eq!(
-        events.iter().filter(|e| e.status.is_terminal()).count(),
-        1,
-        "{events:#?}"
-    );
-    assert_eq!(
-        stack.text(job, "output/result.txt").await,
-        format!("done by {}\n", other.id)
-    );
+    sigterm_and_wait(leaving).await;
+    ends_once_on(&stack, job, &other.id).await;
     other.stop().await;
 }

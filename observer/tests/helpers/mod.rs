@@ -110,8 +110,10 @@ impl TestObserver {
     /// Puts `n` jobs on the jobs topic, which the (absent) workers' group
     /// has not consumed: a backlog of `n`.
     pub async fn enqueue_jobs(&self, n: usize) {
-        for _ in 0..n {
-            let message = JobMessage {
+        // All at once, so the burst lands between two of the observer's
+        // lag probes rather than across several.
+        let messages: Vec<JobMessage> = (0..n)
+            .map(|_| JobMessage {
                 id: JobId::new(),
                 owner: "tester".into(),
                 url: Secret::new("https://example.invalid/r.git".into()),
@@ -119,15 +121,20 @@ impl TestObserver {
                 args: vec![],
                 config: None,
                 submitted_at: Utc::now(),
-            };
+            })
+            .collect();
+        let sends = messages.iter().map(|message| async move {
+            let key = message.id.to_string();
             kafka::produce_json(
                 &self.producer,
                 &self.settings.kafka.jobs_topic,
-                &message.id.to_string(),
-                &message,
+                &key,
+                message,
             )
             .await
-            .expect("job produced");
+        });
+        for sent in futures::future::join_all(sends).await {
+            sent.expect("job produced");
         }
     }
 
