@@ -1499,7 +1499,7 @@ class Harness:
         versions = {
             "git_rev": run_text(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]),
             "git_subject": run_text(["git", "-C", str(ROOT), "log", "-1", "--format=%s"]),
-            "uncommitted_service_files": [l[3:] for l in dirty.splitlines() if l.strip()],
+            "uncommitted_service_files": [l.split(None, 1)[-1] for l in dirty.splitlines() if l.strip()],
             "rustc": run_text(["rustc", "--version"]),
             "tansu": run_text([str(TANSU), "--version"]),
             "secantusd-rs": run_text([str(CACHE / "secantus-0.5.3-beta.196/bin/secantusd-rs"), "--version"]).splitlines()[0:1],
