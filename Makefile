@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-.PHONY: run down test lint status install bench bench-full demo
+.PHONY: run down test lint status install bench bench-full demo docs
 
 run: ## start the stack and the platform, print how to use it
 	dev/platform.sh up
@@ -16,6 +16,9 @@ test: ## start the stack if needed, lint, run every test
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+docs: ## regenerate the settings table of docs/configuration.md and docs/settings.json
+	LZ_BLESS=1 cargo test -q -p lanzadera-e2e --test settings_doc
 
 status:
 	dev/stack.sh status

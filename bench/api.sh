@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# API benchmark (issue 3): authenticated GET /api/status/{id} with many
+# API benchmark: authenticated GET /api/status/{id} with many
 # concurrent connections, and POST /api/addJob throughput. Runs a release
 # frontend of its own against the local stack, on its own topics and
 # database, with wrk (Debian) as the load generator. The generator and the

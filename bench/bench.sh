@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark harness (issue 7): `make bench` (short) and `make bench-full`.
+# Benchmark harness: `make bench` (short) and `make bench-full`.
 #
 #   bench/bench.sh short   under two minutes after the build; for before/after
 #                          comparisons; writes target/bench/short-<time>/
@@ -10,9 +10,11 @@
 # Starts the local stack (dev/stack.sh up), builds the release binaries once,
 # installs the load tools when missing (Locust pinned in
 # bench/locust-requirements.txt, cached in ~/.cache/lanzadera/locust-<version>;
-# wrk from Debian), then bench/harness.py runs the frontend, workers and
-# observer from target/release on a namespace of their own (topics, groups,
-# database), the five scenarios, and stops everything it started.
+# wrk from Debian), then the harness (bench/lzbench, `python3 -m lzbench`)
+# runs the frontend, workers and observer from target/release on a namespace
+# of their own (topics, groups, database), the five scenarios, and stops
+# everything it started. Offline check of its report:
+# PYTHONPATH=bench python3 -m lzbench.selftest
 # Compare two runs: bench/compare.py OLD.json NEW.json
 set -euo pipefail
 
@@ -27,7 +29,7 @@ START="$(date +%s.%N)"
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 log "local stack"
-"$ROOT/dev/stack.sh" up >/dev/null
+PROFILE=release "$ROOT/dev/stack.sh" up >/dev/null
 
 log "release build (cargo build --release --bins)"
 BUILD_START="$(date +%s.%N)"
@@ -46,5 +48,5 @@ if [ ! -f "$LOCUST_VENV/.complete" ]; then
   touch "$LOCUST_VENV/.complete"
 fi
 
-exec python3 "$ROOT/bench/harness.py" --mode "$MODE" --locust "$LOCUST_VENV/bin/locust" \
-  --build-seconds "$BUILD_SECONDS" --started "$START"
+PYTHONPATH="$ROOT/bench${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m lzbench --mode "$MODE" \
+  --locust "$LOCUST_VENV/bin/locust" --build-seconds "$BUILD_SECONDS" --started "$START"

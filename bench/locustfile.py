@@ -1,4 +1,4 @@
-"""Locust users for the API read scenario (bench/harness.py runs it headless).
+"""Locust users for the API read scenario (the harness, bench/lzbench, runs it headless).
 
 Each simulated user takes one (token, job) pair of the pool written by the
 harness (tokens logged in once for alice and bob, each paired with a job of

@@ -5,11 +5,9 @@
 set -euo pipefail
 
 CACHE="${LANZADERA_CACHE:-$HOME/.cache/lanzadera}"
-TANSU_VERSION=0.6.0
-SECANTUS_VERSION=0.5.3-beta.196
-SEAWEED_VERSION=4.48
-OIDC_PROVIDER_VERSION=9.13.3
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=versions.env
+. "$HERE/versions.env"
 
 log() { printf '[install] %s\n' "$*" >&2; }
 

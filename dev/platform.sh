@@ -9,7 +9,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="${LANZADERA_STATE:-$ROOT/.dev}"
-PROFILE="${PROFILE:-release}"
+# Exported: dev/stack.sh builds its provisioner in the same profile.
+export PROFILE="${PROFILE:-release}"
 WORKERS="${WORKERS:-1}"
 API_PORT="${LZ_API_PORT:-8080}"
 API="http://127.0.0.1:$API_PORT"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Local platform stack for development and tests: real servers speaking the
 # Kafka, MongoDB, S3 and OpenID Connect protocols, on 127.0.0.1, without Docker.
-# See /work/shared/LOCAL_STACK.md (or docs/) for why these particular servers.
+# See docs/local-stack.md for why these particular servers.
 #
 #   dev/stack.sh up       install (or skip), start what is not running, create
-#                         topics and bucket, write and print .dev/stack.env
+#                         topics, bucket and indexes (lanzadera-provision),
+#                         write and print .dev/stack.env
 #   dev/stack.sh down     stop everything with a pid file under .dev/pids/
 #   dev/stack.sh status   one line per server
 #   dev/stack.sh env      print .dev/stack.env (source it: `. .dev/stack.env`)
@@ -25,10 +26,11 @@ DATA="$STATE/data"
 ENV_FILE="$STATE/stack.env"
 TIMEOUT="${LZ_STACK_TIMEOUT:-60}"
 
-# Same pins as dev/install.sh.
-TANSU="$CACHE/tansu-0.6.0/bin/tansu"
-SECANTUS="$CACHE/secantus-0.5.3-beta.196/bin/secantusd-rs"
-WEED="$CACHE/seaweedfs-4.48/bin/weed"
+# shellcheck source=versions.env
+. "$HERE/versions.env"
+TANSU="$CACHE/tansu-$TANSU_VERSION/bin/tansu"
+SECANTUS="$CACHE/secantus-$SECANTUS_VERSION/bin/secantusd-rs"
+WEED="$CACHE/seaweedfs-$SEAWEED_VERSION/bin/weed"
 OIDC_SERVER="$HERE/oidc/server.mjs"
 REALM_FILE="$REPO/keycloak/lanzadera-realm.json"
 
@@ -49,7 +51,6 @@ OIDC_CLIENT_ID=lanzadera-api
 OIDC_CLIENT_SECRET=lanzadera-dev-secret
 
 # Topic name and partition count.
-TOPICS=("lanzadera.jobs:8" "lanzadera.status:4" "lanzadera.ignore:1")
 
 # Our servers, in start order (down stops them in reverse).
 SERVERS=(kafka mongo s3 oidc)
@@ -217,38 +218,17 @@ ensure_server() {
   log "$(server_label "$name") started (pid $pid, port $port, log $LOGS/$name.log)"
 }
 
-create_topics() {
-  local spec name parts out
-  for spec in "${TOPICS[@]}"; do
-    name="${spec%%:*}"
-    parts="${spec##*:}"
-    if out="$("$TANSU" topic create --broker "tcp://$HOST:$KAFKA_PORT" --partitions "$parts" "$name" 2>&1)"; then
-      log "topic $name created ($parts partitions)"
-    elif grep -qi 'already exists' <<<"$out"; then
-      log "topic $name exists"
-    else
-      printf '%s\n' "$out" >&2
-      die "could not create topic $name"
-    fi
-  done
-}
-
-create_bucket() {
-  local code body
-  body="$(mktemp)"
-  # Credentials go through curl's config on stdin, not its command line.
-  code="$(curl -s -o "$body" -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:$S3_REGION:s3" -K - \
-    "http://$HOST:$S3_PORT/$S3_BUCKET" <<<"user = \"$S3_ACCESS_KEY:$S3_SECRET_KEY\"" || true)"
-  case "$code" in
-    200) log "bucket $S3_BUCKET created" ;;
-    409) log "bucket $S3_BUCKET exists" ;;
-    *)
-      cat "$body" >&2 || true
-      rm -f "$body"
-      die "could not create bucket $S3_BUCKET (HTTP $code)"
-      ;;
-  esac
-  rm -f "$body"
+# Topics, bucket and indexes, created by the provisioner the services use
+# (common/src/provision.rs), built here in the profile $PROFILE names
+# (debug unless the caller builds release binaries anyway).
+provision() {
+  local profile="${PROFILE:-debug}" flag=() target="${CARGO_TARGET_DIR:-$REPO/target}"
+  [ "$profile" = release ] && flag=(--release)
+  log "provisioning topics, bucket and indexes (building lanzadera-provision, $profile)"
+  (cd "$REPO" && cargo build -q "${flag[@]}" -p lanzadera-common --bin lanzadera-provision)
+  # shellcheck disable=SC1090
+  (. "$ENV_FILE" && "$target/$profile/lanzadera-provision" --wait "$TIMEOUT") >&2 \
+    || die "provisioning failed"
 }
 
 write_env() {
@@ -295,10 +275,9 @@ cmd_up() {
   for name in "${SERVERS[@]}"; do
     ensure_server "$name"
   done
-  create_topics
-  create_bucket
   write_env
   log "environment written to $ENV_FILE"
+  provision
   cat "$ENV_FILE"
 }
 

@@ -1,24 +1,19 @@
-//! Everything the three Lanzadera services share: the job domain (pure, no
-//! I/O), wire formats, settings, and thin adapters that build the Kafka,
-//! MongoDB and S3 clients from settings.
+//! The adapters the three Lanzadera services share: settings, the Kafka,
+//! MongoDB and S3 clients built from them, the provisioner that creates
+//! what they need, and telemetry. The pure job domain lives in the
+//! `domain` crate (no I/O dependency) and is re-exported here so that a
+//! service has one import root; code that needs only the domain depends on
+//! `domain` directly.
 
-pub mod events;
-pub mod job;
 pub mod kafka;
 pub mod mongo;
-pub mod observation;
-pub mod record;
-pub mod secret;
+pub mod provision;
 pub mod settings;
-pub mod state;
 pub mod storage;
 pub mod telemetry;
-pub mod timestamp;
 
-pub use events::{CancelRequest, JobMessage, StatusEvent};
-pub use job::{JobId, JobSpec, RepoPolicy, RepoUrl, SpecError, SpecLimits};
-pub use observation::{Observation, ScaleDecision};
-pub use record::JobRecord;
-pub use secret::Secret;
-pub use state::JobState;
-pub use storage::OutputPath;
+pub use domain::{events, job, layout, observation, record, secret, state, timestamp};
+pub use domain::{
+    CancelRequest, JobId, JobMessage, JobRecord, JobSpec, JobState, LogStream, Observation,
+    OutputPath, RepoPolicy, RepoUrl, ScaleDecision, Secret, SpecError, SpecLimits, StatusEvent,
+};

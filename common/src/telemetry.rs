@@ -1,16 +1,27 @@
 //! One place that sets up tracing for every service.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
+use crate::settings::{DefaultValue, LOG_FILTER, LOG_FORMAT};
+
 /// Logs to stderr; `LZ_LOG_FORMAT=json` for machine-read logs, `RUST_LOG`
-/// for the filter (default `info`).
+/// for the filter (see `settings::LOGGING`).
 pub fn init(service: &'static str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,mongodb=warn"));
-    let json = std::env::var("LZ_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let default_filter = match LOG_FILTER.default {
+        DefaultValue::Literal(filter) => filter,
+        _ => "info",
+    };
+    let filter =
+        EnvFilter::try_from_env(LOG_FILTER.name).unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let json = std::env::var(LOG_FORMAT.name).is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: a log file or a
+        // collector reading a pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal());
     let result = if json {
         builder.json().try_init()
     } else {

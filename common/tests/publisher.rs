@@ -2,66 +2,9 @@
 //! messages to time out, on a tansu of the test's own (the shared one
 //! stays up for the other tests).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::kafka::{self, Publisher};
 use common::settings::{Env, KafkaSettings};
-
-fn tansu_binary() -> PathBuf {
-    let cache = std::env::var("LANZADERA_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/lanzadera")
-        });
-    cache.join("tansu-0.6.0/bin/tansu")
-}
-
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    async fn start(port: u16) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts (run dev/install.sh)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Self { child }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use testkit::servers::Server;
 
 async fn send_all(publisher: &Publisher, topic: &str, n: usize) -> Vec<bool> {
     let sends = (0..n).map(|i| async move { publisher.send_json(topic, &i.to_string(), &i).await });
@@ -79,12 +22,8 @@ async fn send_all(publisher: &Publisher, topic: &str, n: usize) -> Vec<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_producer_recovers_after_messages_time_out_on_a_stalled_broker() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let broker = Broker::start(port).await;
+    let port = testkit::free_port();
+    let broker = Server::tansu(port).await;
     let brokers = format!("127.0.0.1:{port}");
     let env = Env::from_pairs([("LZ_KAFKA_BROKERS", brokers.as_str())]);
     let k = KafkaSettings::from_env(&env).expect("settings");

@@ -25,7 +25,6 @@ PROBLEMS = []
 # The Lanzadera services and the crate each one runs.
 SERVICES = ("frontend", "worker", "observer")
 # Read by tracing-subscriber's EnvFilter, not by our settings code.
-ALWAYS_READ = {"RUST_LOG"}
 # Backing services configured for a single node: one instance only.
 SINGLE_INSTANCE = {"observer", "kafka", "mongodb", "minio", "postgres", "keycloak"}
 
@@ -46,72 +45,19 @@ def finish(what):
 # ------------------------------------------------------------------ code --
 
 
-def rust_files(path):
-    return sorted(Path(path).rglob("*.rs"))
-
-
-def strip_tests(text):
-    """Drops `#[cfg(test)] mod ... { ... }` blocks: names used only in unit
-    tests are not settings."""
-    out, i = [], 0
-    for m in re.finditer(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text):
-        if m.start() < i:
-            continue
-        out.append(text[i:m.start()])
-        depth, j = 1, m.end()
-        while j < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[j], 0)
-            j += 1
-        i = j
-    out.append(text[i:])
-    return "".join(out)
-
-
-ENV_CALL = re.compile(r"env\s*\.\s*(?:string|parse|flag|secret|list|millis|optional)\s*\(\s*\"([A-Z][A-Z0-9_]*)\"")
-STD_ENV = re.compile(r"std::env::var(?:_os)?\s*\(\s*\"([A-Z][A-Z0-9_]*)\"")
-
-
-def env_names(text):
-    return set(ENV_CALL.findall(text)) | set(STD_ENV.findall(text))
-
-
-def settings_groups(root):
-    """`impl XSettings { fn from_env ... }` blocks of common/src/settings.rs:
-    struct name -> the variables it reads."""
-    text = strip_tests((root / "common/src/settings.rs").read_text())
-    groups = {}
-    starts = [(m.start(), m.group(1)) for m in re.finditer(r"\nimpl\s+(\w+)\s*\{", text)]
-    for n, (start, name) in enumerate(starts):
-        end = starts[n + 1][0] if n + 1 < len(starts) else len(text)
-        names = env_names(text[start:end])
-        if names:
-            groups[name] = names
-    return groups
-
-
 def code_env(root):
-    """Crate name -> every environment variable its binary reads."""
-    groups = settings_groups(root)
-    common_other = set()
-    for f in rust_files(root / "common/src"):
-        if f.name != "settings.rs":
-            common_other |= env_names(strip_tests(f.read_text()))
-    result = {}
-    for crate in SERVICES:
-        names = set(ALWAYS_READ) | common_other
-        for f in rust_files(root / crate / "src"):
-            text = strip_tests(f.read_text())
-            names |= env_names(text)
-            for group, vars_ in groups.items():
-                if re.search(rf"\b{group}::from_env\b", text):
-                    names |= vars_
-        result[crate] = names
-    return result
+    """Crate name -> every environment variable its binary reads, from
+    docs/settings.json, which is generated from the settings declarations
+    in the code (a Rust test fails when it is out of date)."""
+    path = root / "docs/settings.json"
+    settings = json.loads(path.read_text())["settings"]
+    letters = {"frontend": "F", "worker": "W", "observer": "O"}
+    return {crate: {s["name"] for s in settings if letters[crate] in s["services"]} for crate in SERVICES}
 
 
 def check_env_names(where, crate, names, code):
     if not any(n.startswith("LZ_") for n in code[crate]):
-        problem(where, f"found no LZ_* variables in {crate}/src: the code scan is broken")
+        problem(where, f"docs/settings.json lists no LZ_* variable for {crate}")
         return
     for name in sorted(names):
         if name not in code[crate]:

@@ -27,7 +27,10 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const OIDC_PROVIDER_VERSION = '9.13.3';
+// The pin lives in dev/versions.env, with the other servers'.
+const OIDC_PROVIDER_VERSION = fs
+  .readFileSync(path.join(HERE, '..', 'versions.env'), 'utf8')
+  .match(/^OIDC_PROVIDER_VERSION=(\S+)$/m)[1];
 
 // ESM ignores NODE_PATH, so resolve the pinned install by absolute path.
 const cache = process.env.LANZADERA_CACHE || path.join(os.homedir(), '.cache', 'lanzadera');

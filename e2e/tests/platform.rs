@@ -2,174 +2,28 @@
 //! observer run as separate processes on the real local stack, and the test
 //! talks only HTTP to the API with real tokens, like a client.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use testkit::platform::Platform;
+use testkit::tokens::{ALICE, BOB};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+/// What the tests do through the API, on top of the shared launcher.
+trait Client {
+    async fn submit(&self, token: &str, body: Value) -> String;
+    async fn job(&self, token: &str, id: &str) -> Value;
+    async fn wait(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value;
+    async fn download(&self, token: &str, url: &str) -> (u16, String);
 }
 
-fn binary(name: &str) -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let path = target.join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins` first",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A service process, killed when the test ends.
-struct Service {
-    name: String,
-    child: Child,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Platform {
-    api: String,
-    http: reqwest::Client,
-    repos: PathBuf,
-    services: Vec<Service>,
-}
-
-impl Platform {
-    async fn start(workers: usize, extra: &[(&str, &str)]) -> Self {
-        let run = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let logs = root().join("target/e2e").join(&run);
-        std::fs::create_dir_all(&logs).unwrap();
-        let api_port = free_port();
-        let api = format!("http://127.0.0.1:{api_port}");
-        let env: Vec<(String, String)> = vec![
-            ("LZ_JOBS_TOPIC".into(), format!("{run}.jobs")),
-            ("LZ_STATUS_TOPIC".into(), format!("{run}.status")),
-            ("LZ_IGNORE_TOPIC".into(), format!("{run}.ignore")),
-            ("LZ_JOBS_PARTITIONS".into(), "4".into()),
-            ("LZ_STATUS_PARTITIONS".into(), "2".into()),
-            ("LZ_WORKERS_GROUP".into(), format!("{run}-workers")),
-            ("LZ_RECORDER_GROUP".into(), format!("{run}-recorder")),
-            ("LZ_OBSERVER_GROUP".into(), format!("{run}-observer")),
-            ("LZ_MONGO_DB".into(), run.clone()),
-            ("LZ_ALLOW_INSECURE_REPOS".into(), "true".into()),
-            ("LZ_HTTP_ADDR".into(), format!("127.0.0.1:{api_port}")),
-            (
-                "LZ_OBSERVER_ADDR".into(),
-                format!("127.0.0.1:{}", free_port()),
-            ),
-            ("REFRESH_RATE".into(), "1000".into()),
-        ];
-        let env: Vec<(String, String)> = env
-            .into_iter()
-            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect();
-        // Topics exist before any consumer subscribes.
-        let kafka = common::settings::KafkaSettings::from_env(&common::settings::Env::from_pairs(
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        ))
-        .unwrap();
-        common::kafka::ensure_topics(&kafka).await.expect("topics");
-
-        let spawn = |name: &str, bin: &str, extra: &[(&str, String)]| {
-            let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
-            let mut command = Command::new(binary(bin));
-            command
-                .envs(env.iter().cloned())
-                .stdout(Stdio::null())
-                .stderr(log);
-            for (k, v) in extra {
-                command.env(k, v);
-            }
-            Service {
-                name: name.to_string(),
-                child: command
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("{name} starts: {e}")),
-            }
-        };
-        let mut services = vec![spawn("frontend", "lanzadera-frontend", &[])];
-        for i in 1..=workers {
-            let dir = logs.join(format!("work-{i}"));
-            services.push(spawn(
-                &format!("worker-{i}"),
-                "lanzadera-worker",
-                &[
-                    ("LZ_WORKER_ID", format!("{run}-worker-{i}")),
-                    ("LZ_WORK_DIR", dir.display().to_string()),
-                ],
-            ));
-        }
-        services.push(spawn("observer", "lanzadera-observer", &[]));
-
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http
-            .get(format!("{api}/health/ready"))
-            .send()
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the API never became ready; logs in {}",
-                logs.display()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let repos = logs.join("repos");
-        publish_examples(&repos);
-        Self {
-            api,
-            http,
-            repos,
-            services,
-        }
-    }
-
-    fn repo(&self, name: &str) -> String {
-        format!("file://{}", self.repos.join(name).display())
-    }
-
-    fn assert_running(&mut self) {
-        for s in &mut self.services {
-            assert!(s.child.try_wait().unwrap().is_none(), "{} exited", s.name);
-        }
-    }
-
-    async fn token(&self, user: &str, password: &str) -> String {
-        let r: Value = self
-            .http
-            .post(format!("{}/auth/token", self.api))
-            .form(&[("username", user), ("password", password)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        r["token"].as_str().expect("token").to_string()
-    }
-
+impl Client for Platform {
     async fn submit(&self, token: &str, body: Value) -> String {
         let r = self
             .http
@@ -220,48 +74,6 @@ impl Platform {
     }
 }
 
-/// Each example becomes a git repository the workers clone over file://.
-fn publish_examples(repos: &Path) {
-    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
-        let src = entry.unwrap().path();
-        let dst = repos.join(src.file_name().unwrap());
-        std::fs::create_dir_all(&dst).unwrap();
-        let copied = Command::new("cp")
-            .arg("-R")
-            .arg(format!("{}/.", src.display()))
-            .arg(&dst)
-            .status()
-            .unwrap();
-        assert!(copied.success());
-        commit_all(&dst);
-    }
-}
-
-/// Makes `dir` a git repository with everything in it committed.
-fn commit_all(dir: &Path) {
-    for args in [
-        vec!["init", "-q", "-b", "main"],
-        vec!["add", "-A"],
-        vec![
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@lanzadera.local",
-            "commit",
-            "-qm",
-            "job",
-        ],
-    ] {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(&args)
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    }
-}
-
 /// A repository whose start script sleeps, to hold a worker busy.
 fn sleeper(repos: &Path, seconds: f64) -> String {
     let dir = repos.join(format!("sleep-{seconds}"));
@@ -271,15 +83,15 @@ fn sleeper(repos: &Path, seconds: f64) -> String {
         json!({"name": "sleeper", "scripts": {"start": format!("echo started; sleep {seconds}; echo done > output/done.txt")}}).to_string(),
     )
     .unwrap();
-    commit_all(&dir);
+    testkit::repos::commit_all(&dir);
     format!("file://{}", dir.display())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_run_download_cancel_and_see_the_load() {
     let mut platform = Platform::start(2, &[]).await;
-    let alice = platform.token("alice", "alice-pass").await;
-    let bob = platform.token("bob", "bob-pass").await;
+    let alice = platform.token(ALICE).await;
+    let bob = platform.token(BOB).await;
     let long = Duration::from_secs(90);
 
     // Alice: the Node hello job and the numeric job; Bob: nested outputs.
@@ -562,7 +374,7 @@ async fn a_burst_scales_up_within_two_windows_and_back_down_after_it_drains() {
         ],
     )
     .await;
-    let alice = platform.token("alice", "alice-pass").await;
+    let alice = platform.token(ALICE).await;
     let url = sleeper(&platform.repos, 0.5);
     // Let the idle platform settle on one worker first.
     tokio::time::sleep(Duration::from_secs(3)).await;

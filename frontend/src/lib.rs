@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod recorder;
 pub mod routes;

@@ -1,6 +1,37 @@
+//! The frontend's typed settings: the shared groups plus its own (see
+//! `docs/configuration.md`, generated from these declarations).
+
 use common::settings::{
-    Env, JobPolicy, KafkaSettings, MongoSettings, OidcSettings, S3Settings, SettingsError,
+    Env, Group, JobPolicy, KafkaSettings, MongoSettings, OidcSettings, S3Settings, SettingsError,
 };
+
+common::declare_settings! {
+    /// The API server and its status recorder.
+    pub FRONTEND: "Frontend", "" {
+        /// Listen address. Use `0.0.0.0:8080` in a container; port `0` picks a free
+        /// port (tests).
+        HTTP_ADDR = "LZ_HTTP_ADDR" [F] default "127.0.0.1:8080";
+        /// Base URL put in download links (`outputFiles`, `logs`, `Location`), e.g.
+        /// `https://jobs.example.com`; trailing `/` removed. When unset, links use the
+        /// scheme and `Host` of each request, which is wrong behind a proxy that
+        /// rewrites them.
+        PUBLIC_URL = "LZ_PUBLIC_URL" [F] unset;
+        /// Largest submission body; larger answers 413. (The login body has its own
+        /// fixed 16 KiB limit.)
+        MAX_BODY_BYTES = "LZ_MAX_BODY_BYTES" [F] default "1048576";
+        /// actix-web worker threads.
+        HTTP_WORKERS = "LZ_HTTP_WORKERS" [F] computed "number of CPUs";
+        /// Run the status recorder (status topic → `jobs` collection) inside this
+        /// process. At least one frontend replica must run it; several may (they share
+        /// the partitions).
+        RUN_RECORDER = "LZ_RUN_RECORDER" [F] default "true";
+        /// Consumer group of the status recorder; the same for every replica.
+        RECORDER_GROUP = "LZ_RECORDER_GROUP" [F] default "lanzadera-recorder";
+    }
+}
+
+/// Every group the frontend reads, for the generated documentation.
+pub const GROUPS: [&Group; 1] = [&FRONTEND];
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -30,14 +61,14 @@ impl Settings {
     pub fn from(env: &Env) -> Result<Self, SettingsError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
-            http_addr: env.string("LZ_HTTP_ADDR", "127.0.0.1:8080"),
+            http_addr: env.string(&HTTP_ADDR)?,
             public_url: env
-                .optional("LZ_PUBLIC_URL")
+                .optional(&PUBLIC_URL)
                 .map(|u| u.trim_end_matches('/').to_string()),
-            max_body_bytes: env.parse("LZ_MAX_BODY_BYTES", 1024 * 1024)?,
-            http_workers: env.parse("LZ_HTTP_WORKERS", cores)?,
-            recorder_group: env.string("LZ_RECORDER_GROUP", "lanzadera-recorder"),
-            run_recorder: env.flag("LZ_RUN_RECORDER", true)?,
+            max_body_bytes: env.parse(&MAX_BODY_BYTES)?,
+            http_workers: env.parse_optional(&HTTP_WORKERS)?.unwrap_or(cores),
+            recorder_group: env.string(&RECORDER_GROUP)?,
+            run_recorder: env.flag(&RUN_RECORDER)?,
             kafka: KafkaSettings::from_env(env)?,
             mongo: MongoSettings::from_env(env)?,
             s3: S3Settings::from_env(env)?,

@@ -2,18 +2,22 @@
 //! and in tests (which bind port 0 and read the chosen port).
 
 use std::net::{TcpListener, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use actix_web::dev::{Server, Service};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse, HttpServer};
+use common::provision::Provisioner;
 use common::{kafka, mongo, storage};
-use futures::FutureExt;
+use mongodb::Database;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::Oidc;
 use crate::error::ApiError;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
@@ -50,53 +54,34 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = JobStore::new(mongo::connect(&settings.mongo).await?);
+        let db = mongo::connect(&settings.mongo).await?;
+        spawn_provisioning(&settings, &db);
+        let store = JobStore::new(db);
         let producer = kafka::Publisher::new(&settings.kafka)?;
-        let bucket = storage::bucket(&settings.s3)?;
         let oidc = web::Data::new(Oidc::new(settings.oidc.clone())?);
         let metrics = Metrics::new()?;
-        spawn_provisioning(&settings, store.clone());
-
-        let listener = listen(&settings.http_addr)?;
-        let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
+            jobs: Jobs::new(
+                store.clone(),
+                producer.clone(),
+                settings.kafka.clone(),
+                metrics.clone(),
+            ),
             store: store.clone(),
             producer,
-            bucket,
             kafka: settings.kafka.clone(),
-            jobs: settings.jobs.clone(),
+            bucket: storage::bucket(&settings.s3)?,
+            policy: settings.jobs.clone(),
             public_url: settings.public_url.clone(),
             max_body_bytes: settings.max_body_bytes,
             metrics: metrics.clone(),
         });
+
+        let listener = listen(&settings.http_addr)?;
+        let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
-            let metrics = metrics.clone();
             App::new()
-                .wrap_fn(move |req, srv| {
-                    // Labels use the route pattern, never the concrete
-                    // path: the compatibility login carries a password.
-                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-                    let method = req.method().to_string();
-                    let started = Instant::now();
-                    let metrics = metrics.clone();
-                    srv.call(req).map(move |result| {
-                        if let Ok(response) = &result {
-                            metrics
-                                .requests
-                                .with_label_values(&[
-                                    route.as_str(),
-                                    method.as_str(),
-                                    response.status().as_str(),
-                                ])
-                                .inc();
-                            metrics
-                                .latency
-                                .with_label_values(&[route.as_str()])
-                                .observe(started.elapsed().as_secs_f64());
-                        }
-                        result
-                    })
-                })
+                .wrap(from_fn(count_request))
                 .app_data(state.clone())
                 .app_data(oidc.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
@@ -105,30 +90,8 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("invalid path: {e}")).into()
                 }))
-                .service(routes::health::health)
-                .service(routes::health::ready)
-                .service(routes::health::load)
-                .service(routes::auth::login_with_body)
-                .service(routes::auth::login_in_path)
-                .service(routes::jobs::add_job)
-                .service(routes::jobs::create_job)
-                .service(routes::jobs::status_all)
-                .service(routes::jobs::status_one)
-                .service(routes::jobs::list_jobs)
-                .service(routes::files::job_file)
-                .service(routes::files::job_logs)
-                .service(routes::jobs::get_job)
-                .service(routes::jobs::delete_job)
-                .service(routes::jobs::delete_job_compat)
-                .service(routes::files::results)
-                .service(routes::docs::openapi)
-                .service(routes::docs::metrics)
-                .default_service(web::to(|| async {
-                    HttpResponse::NotFound().json(serde_json::json!({
-                        "error": "not_found",
-                        "message": "no such route; see /api/openapi.json",
-                    }))
-                }))
+                .configure(routes::configure)
+                .default_service(web::to(no_such_route))
         })
         .workers(settings.http_workers)
         .max_connections(100_000)
@@ -171,27 +134,47 @@ impl Application {
     }
 }
 
+/// Counts every answered request by route pattern, method and status, and
+/// times it. Labels use the route pattern, never the concrete path: the
+/// compatibility login carries a password.
+async fn count_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let started = Instant::now();
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        metrics
+            .requests
+            .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+            .inc();
+        metrics
+            .latency
+            .with_label_values(&[route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(response)
+}
+
+async fn no_such_route() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": "not_found",
+        "message": "no such route; see /api/openapi.json",
+    }))
+}
+
 /// Creates what the frontend relies on (topics, bucket, indexes) in the
 /// background: the API starts, and reports not-ready, while a backing
 /// service is still down.
-fn spawn_provisioning(settings: &Settings, store: JobStore) {
-    let kafka_settings = settings.kafka.clone();
-    let s3_settings = settings.s3.clone();
-    tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            let topics = kafka::ensure_topics(&kafka_settings).await;
-            let bucket = storage::ensure_bucket(&s3_settings).await;
-            let indexes = store.ensure_indexes().await;
-            match (&topics, &bucket, &indexes) {
-                (Ok(()), Ok(()), Ok(())) => return,
-                _ => tracing::warn!(
-                    topics = ?topics.err(), bucket = ?bucket.err(), indexes = ?indexes.err(),
-                    "provisioning incomplete; retrying"
-                ),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
-    });
+fn spawn_provisioning(settings: &Settings, db: &Database) {
+    let provisioner = Provisioner::new()
+        .topics(&settings.kafka)
+        .bucket(&settings.s3)
+        .indexes(db);
+    tokio::spawn(async move { provisioner.until_done().await });
 }

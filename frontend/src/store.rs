@@ -5,8 +5,7 @@ use common::mongo::{JOBS, OBSERVATIONS};
 use common::{timestamp, JobId, JobRecord, JobState, Observation, StatusEvent};
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Collection, Database};
 
 #[derive(Clone)]
 pub struct JobStore {
@@ -43,29 +42,6 @@ impl JobStore {
             observations: db.collection(OBSERVATIONS),
             db,
         }
-    }
-
-    pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
-        let by_owner = IndexModel::builder()
-            .keys(doc! {"owner": 1, "submittedAt": -1})
-            .options(
-                IndexOptions::builder()
-                    .name("owner_submitted".to_string())
-                    .build(),
-            )
-            .build();
-        let by_owner_status = IndexModel::builder()
-            .keys(doc! {"owner": 1, "status": 1, "submittedAt": -1})
-            .options(
-                IndexOptions::builder()
-                    .name("owner_status_submitted".to_string())
-                    .build(),
-            )
-            .build();
-        self.jobs
-            .create_indexes([by_owner, by_owner_status])
-            .await?;
-        Ok(())
     }
 
     pub async fn ping(&self) -> mongodb::error::Result<()> {

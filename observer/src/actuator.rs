@@ -1,4 +1,4 @@
-//! Where decisions go (SPEC §6): a log line, a webhook, the Kubernetes scale
+//! Where decisions go (`docs/contract.md` §6): a log line, a webhook, the Kubernetes scale
 //! subresource of the worker Deployment, or a command such as the Kumori
 //! CLI. Each is a thin adapter; none of them decides anything.
 

@@ -1,4 +1,4 @@
-//! The Lanzadera observer (SPEC §6): turns status events into windowed
+//! The Lanzadera observer (`docs/contract.md` §6): turns status events into windowed
 //! observations, decides how many workers the platform should run, and
 //! tells the deployment platform.
 
@@ -17,7 +17,9 @@ use std::sync::{Arc, RwLock};
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use common::provision::Provisioner;
 use common::{kafka, mongo};
+use mongodb::Database;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -41,7 +43,8 @@ impl Application {
     /// Kafka or MongoDB: while they are away the observer logs and retries.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let actuator = Actuator::from_settings(&settings.actuator)?;
-        let store = ObservationStore::new(&mongo::connect(&settings.mongo).await?);
+        let db = mongo::connect(&settings.mongo).await?;
+        let store = ObservationStore::new(&db);
         let probe = ClusterProbe::new(&settings.kafka, settings.probe_timeout)?;
         let consumer = kafka::consumer(
             &settings.kafka,
@@ -50,7 +53,7 @@ impl Application {
             // is better than the bookkeeping of committing after storing.
             &[("enable.auto.commit", "true".into())],
         )?;
-        let topics_ready = spawn_provisioning(&settings, store.clone());
+        let topics_ready = spawn_provisioning(&settings, &db);
 
         let listener = TcpListener::bind(&settings.http_addr)?;
         let port = listener.local_addr()?.port();
@@ -119,22 +122,19 @@ impl Application {
     }
 }
 
-/// Topic and index creation are idempotent and may have to wait for the
-/// broker or the database; the HTTP endpoint answers meanwhile. The
-/// returned signal fires once topic creation was tried: subscribing before
-/// the status topic exists would leave the consumer waiting for a metadata
-/// refresh (minutes) before it reads anything.
-fn spawn_provisioning(settings: &Settings, store: ObservationStore) -> oneshot::Receiver<()> {
-    let kafka_settings = settings.kafka.clone();
+/// Topics and indexes may have to wait for the broker or the database; the
+/// HTTP endpoint answers meanwhile. The returned signal fires once the
+/// topics exist: subscribing before the status topic exists would leave
+/// the consumer waiting for a metadata refresh (minutes) before it reads
+/// anything.
+fn spawn_provisioning(settings: &Settings, db: &Database) -> oneshot::Receiver<()> {
+    let topics = Provisioner::new().topics(&settings.kafka);
+    let indexes = Provisioner::new().indexes(db);
     let (ready, topics_ready) = oneshot::channel();
     tokio::spawn(async move {
-        if let Err(e) = kafka::ensure_topics(&kafka_settings).await {
-            tracing::warn!(error = %e, "cannot create the topics; the frontend may do it");
-        }
+        topics.until_done().await;
         let _ = ready.send(());
-        if let Err(e) = store.ensure_indexes().await {
-            tracing::warn!(error = %e, "cannot create the observations index");
-        }
+        indexes.until_done().await;
     });
     topics_ready
 }

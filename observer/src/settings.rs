@@ -5,10 +5,91 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::settings::{Env, KafkaSettings, MongoSettings, SettingsError};
+use common::settings::{Env, Group, KafkaSettings, MongoSettings, SettingsError};
 use common::Secret;
 
 use crate::strategy::Policy;
+
+common::declare_settings! {
+    /// Windows, strategy and actuators.
+    pub OBSERVER: "Observer", "(details in `observer.md`)" {
+        /// Window length in milliseconds (at least 1). The name is the original
+        /// service's.
+        REFRESH_RATE = "REFRESH_RATE" [O] default "2000";
+        /// Partitions of the jobs topic wanted per desired worker (at least 1).
+        PARTITION_FACTOR = "PARTITION_FACTOR" [O] default "2";
+        /// Listen address of the observer's HTTP endpoint (`GET /health`, `GET
+        /// /metrics/desired`). `0.0.0.0:8090` in a container.
+        OBSERVER_ADDR = "LZ_OBSERVER_ADDR" [O] default "127.0.0.1:8090";
+        /// The observer's consumer group on the status topic.
+        OBSERVER_GROUP = "LZ_OBSERVER_GROUP" [O] default "lanzadera-observer";
+        /// Wait after a window's end before closing it.
+        OBSERVER_GRACE_MS = "LZ_OBSERVER_GRACE_MS" [O] default "1000";
+        /// How long a closed window still accepts late events (and is stored again).
+        OBSERVER_LATE_MS = "LZ_OBSERVER_LATE_MS" [O] default "300000";
+        /// Observations kept in MongoDB; older ones are deleted.
+        OBSERVATIONS_KEEP = "LZ_OBSERVATIONS_KEEP" [O] default "1000";
+        /// Windows averaged for the arrival rate.
+        RATE_WINDOWS = "LZ_RATE_WINDOWS" [O] default "15";
+        /// Windows with finished jobs averaged for the service time.
+        SERVICE_WINDOWS = "LZ_SERVICE_WINDOWS" [O] default "30";
+        /// Lower bound of the desired workers (0 allows scaling to zero).
+        MIN_WORKERS = "LZ_MIN_WORKERS" [O] default "1";
+        /// Upper bound; must not be below `LZ_MIN_WORKERS`.
+        MAX_WORKERS = "LZ_MAX_WORKERS" [O] default "10";
+        /// Waiting jobs should be gone within this many seconds (positive).
+        TARGET_DRAIN_SECONDS = "LZ_TARGET_DRAIN_SECONDS" [O] default "60";
+        /// Share of worker capacity steady arrivals may use, in (0, 1].
+        TARGET_UTILISATION = "LZ_TARGET_UTILISATION" [O] default "0.8";
+        /// A lower worker count applies only after it has been recommended this long.
+        SCALE_DOWN_STABILISATION_MS = "LZ_SCALE_DOWN_STABILISATION_MS" [O] default "60000";
+        /// Service time assumed before any job has finished (positive).
+        ASSUMED_JOB_SECONDS = "LZ_ASSUMED_JOB_SECONDS" [O] default "30";
+        /// Grow the jobs topic when partitions fall behind `desired ×
+        /// PARTITION_FACTOR`.
+        GROW_PARTITIONS = "LZ_GROW_PARTITIONS" [O] default "true";
+        /// Bound on each metadata, lag or group call.
+        KAFKA_PROBE_TIMEOUT_MS = "LZ_KAFKA_PROBE_TIMEOUT_MS" [O] default "3000";
+        /// Where decisions go: `log`, `webhook`, `kubernetes` (or `k8s`) or `command`.
+        ACTUATOR = "LZ_ACTUATOR" [O] default "log";
+        /// An unchanged decision is sent again this often.
+        ACTUATOR_RESYNC_MS = "LZ_ACTUATOR_RESYNC_MS" [O] default "60000";
+        /// URL the decision is POSTed to.
+        WEBHOOK_URL = "LZ_WEBHOOK_URL" [O] computed "required by `LZ_ACTUATOR=webhook`";
+        /// Sent as `Authorization: Bearer …` to the webhook.
+        WEBHOOK_TOKEN = "LZ_WEBHOOK_TOKEN" [O] unset secret;
+        /// Per webhook attempt.
+        WEBHOOK_TIMEOUT_MS = "LZ_WEBHOOK_TIMEOUT_MS" [O] default "2000";
+        /// Extra webhook attempts on 5xx, 429 or a transport error.
+        WEBHOOK_RETRIES = "LZ_WEBHOOK_RETRIES" [O] default "2";
+        /// Kubernetes API server, e.g. `http://127.0.0.1:8001` behind `kubectl proxy`.
+        K8S_API = "LZ_K8S_API" [O] computed "in a pod: `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`; required elsewhere";
+        /// Read only to build the default of `LZ_K8S_API`.
+        KUBERNETES_SERVICE_HOST = "KUBERNETES_SERVICE_HOST" [O] computed "set by Kubernetes";
+        /// Read only to build the default of `LZ_K8S_API`.
+        KUBERNETES_SERVICE_PORT = "KUBERNETES_SERVICE_PORT" [O] computed "set by Kubernetes";
+        /// Namespace of the worker Deployment.
+        K8S_NAMESPACE = "LZ_K8S_NAMESPACE" [O] computed "in a pod: the pod's namespace; else `default`";
+        /// The worker Deployment whose `scale` subresource is set.
+        K8S_DEPLOYMENT = "LZ_K8S_DEPLOYMENT" [O] default "lanzadera-worker";
+        /// Bearer token for the API server. Takes precedence over `LZ_K8S_TOKEN_FILE`.
+        K8S_TOKEN = "LZ_K8S_TOKEN" [O] unset secret;
+        /// File holding the token; re-read on every call (projected tokens rotate).
+        K8S_TOKEN_FILE = "LZ_K8S_TOKEN_FILE" [O] computed "in a pod: the service-account token file";
+        /// Extra CA certificate (PEM) to trust for the API server.
+        K8S_CA_FILE = "LZ_K8S_CA_FILE" [O] computed "in a pod: the service-account `ca.crt`";
+        /// Per Kubernetes request.
+        K8S_TIMEOUT_MS = "LZ_K8S_TIMEOUT_MS" [O] default "5000";
+        /// Program and arguments, split like a shell would but run without one;
+        /// `{replicas}` in an argument becomes the desired count.
+        ACTUATOR_COMMAND = "LZ_ACTUATOR_COMMAND" [O] computed "required by `LZ_ACTUATOR=command`";
+        /// The command is killed after this.
+        COMMAND_TIMEOUT_MS = "LZ_COMMAND_TIMEOUT_MS" [O] default "30000";
+    }
+}
+
+/// The observer's own group, for the generated documentation.
+pub const GROUPS: [&Group; 1] = [&OBSERVER];
 
 /// Where a Kubernetes service account keeps its credentials in a pod.
 const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -83,62 +164,70 @@ pub enum KubeToken {
     File(PathBuf),
 }
 
-fn invalid(name: &str, problem: &str) -> SettingsError {
-    SettingsError {
-        name: name.to_string(),
-        problem: problem.to_string(),
-    }
-}
-
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
-        let refresh = env.millis("REFRESH_RATE", 2000)?;
+        let refresh = env.millis(&REFRESH_RATE)?;
         if refresh.is_zero() {
-            return Err(invalid("REFRESH_RATE", "must be at least 1 ms"));
+            return Err(SettingsError::invalid(
+                &REFRESH_RATE,
+                "must be at least 1 ms",
+            ));
         }
         let policy = Policy {
-            min_workers: env.parse("LZ_MIN_WORKERS", 1)?,
-            max_workers: env.parse("LZ_MAX_WORKERS", 10)?,
-            target_drain_seconds: env.parse("LZ_TARGET_DRAIN_SECONDS", 60.0)?,
-            target_utilisation: env.parse("LZ_TARGET_UTILISATION", 0.8)?,
-            scale_down_stabilisation_ms: env.parse("LZ_SCALE_DOWN_STABILISATION_MS", 60_000)?,
-            partition_factor: env.parse("PARTITION_FACTOR", 2)?,
-            assumed_job_seconds: env.parse("LZ_ASSUMED_JOB_SECONDS", 30.0)?,
+            min_workers: env.parse(&MIN_WORKERS)?,
+            max_workers: env.parse(&MAX_WORKERS)?,
+            target_drain_seconds: env.parse(&TARGET_DRAIN_SECONDS)?,
+            target_utilisation: env.parse(&TARGET_UTILISATION)?,
+            scale_down_stabilisation_ms: env.parse(&SCALE_DOWN_STABILISATION_MS)?,
+            partition_factor: env.parse(&PARTITION_FACTOR)?,
+            assumed_job_seconds: env.parse(&ASSUMED_JOB_SECONDS)?,
         };
         if policy.max_workers < policy.min_workers {
-            return Err(invalid(
-                "LZ_MAX_WORKERS",
+            return Err(SettingsError::invalid(
+                &MAX_WORKERS,
                 "must not be below LZ_MIN_WORKERS",
             ));
         }
         if !(policy.target_utilisation > 0.0 && policy.target_utilisation <= 1.0) {
-            return Err(invalid("LZ_TARGET_UTILISATION", "must be in (0, 1]"));
+            return Err(SettingsError::invalid(
+                &TARGET_UTILISATION,
+                "must be in (0, 1]",
+            ));
         }
         if !(policy.target_drain_seconds.is_finite() && policy.target_drain_seconds > 0.0) {
-            return Err(invalid("LZ_TARGET_DRAIN_SECONDS", "must be positive"));
+            return Err(SettingsError::invalid(
+                &TARGET_DRAIN_SECONDS,
+                "must be positive",
+            ));
         }
         if !(policy.assumed_job_seconds.is_finite() && policy.assumed_job_seconds > 0.0) {
-            return Err(invalid("LZ_ASSUMED_JOB_SECONDS", "must be positive"));
+            return Err(SettingsError::invalid(
+                &ASSUMED_JOB_SECONDS,
+                "must be positive",
+            ));
         }
         if policy.partition_factor == 0 {
-            return Err(invalid("PARTITION_FACTOR", "must be at least 1"));
+            return Err(SettingsError::invalid(
+                &PARTITION_FACTOR,
+                "must be at least 1",
+            ));
         }
         Ok(Self {
             kafka: KafkaSettings::from_env(env)?,
             mongo: MongoSettings::from_env(env)?,
-            group: env.string("LZ_OBSERVER_GROUP", "lanzadera-observer"),
-            http_addr: env.string("LZ_OBSERVER_ADDR", "127.0.0.1:8090"),
+            group: env.string(&OBSERVER_GROUP)?,
+            http_addr: env.string(&OBSERVER_ADDR)?,
             refresh,
-            grace: env.millis("LZ_OBSERVER_GRACE_MS", 1000)?,
-            late_retention: env.millis("LZ_OBSERVER_LATE_MS", 300_000)?,
-            keep_observations: env.parse("LZ_OBSERVATIONS_KEEP", 1000)?,
-            rate_windows: env.parse("LZ_RATE_WINDOWS", 15)?,
-            service_windows: env.parse("LZ_SERVICE_WINDOWS", 30)?,
+            grace: env.millis(&OBSERVER_GRACE_MS)?,
+            late_retention: env.millis(&OBSERVER_LATE_MS)?,
+            keep_observations: env.parse(&OBSERVATIONS_KEEP)?,
+            rate_windows: env.parse(&RATE_WINDOWS)?,
+            service_windows: env.parse(&SERVICE_WINDOWS)?,
             policy,
-            grow_partitions: env.flag("LZ_GROW_PARTITIONS", true)?,
-            probe_timeout: env.millis("LZ_KAFKA_PROBE_TIMEOUT_MS", 3000)?,
+            grow_partitions: env.flag(&GROW_PARTITIONS)?,
+            probe_timeout: env.millis(&KAFKA_PROBE_TIMEOUT_MS)?,
             actuator: ActuatorSettings::from_env(env, Path::new(IN_CLUSTER_DIR))?,
-            actuator_resync: env.millis("LZ_ACTUATOR_RESYNC_MS", 60_000)?,
+            actuator_resync: env.millis(&ACTUATOR_RESYNC_MS)?,
         })
     }
 }
@@ -147,43 +236,41 @@ impl ActuatorSettings {
     /// `in_cluster` is where a pod finds its service account (a parameter
     /// so that tests can point it elsewhere).
     pub fn from_env(env: &Env, in_cluster: &Path) -> Result<Self, SettingsError> {
-        match env
-            .string("LZ_ACTUATOR", "log")
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        match env.string(&ACTUATOR)?.to_ascii_lowercase().as_str() {
             "log" => Ok(Self::Log),
             "webhook" => Ok(Self::Webhook {
-                url: env.optional("LZ_WEBHOOK_URL").ok_or_else(|| {
-                    invalid("LZ_WEBHOOK_URL", "is required by LZ_ACTUATOR=webhook")
+                url: env.optional(&WEBHOOK_URL).ok_or_else(|| {
+                    SettingsError::invalid(&WEBHOOK_URL, "is required by LZ_ACTUATOR=webhook")
                 })?,
-                token: env.optional("LZ_WEBHOOK_TOKEN").map(Secret::new),
-                timeout: env.millis("LZ_WEBHOOK_TIMEOUT_MS", 2000)?,
-                retries: env.parse("LZ_WEBHOOK_RETRIES", 2)?,
+                token: env.optional(&WEBHOOK_TOKEN).map(Secret::new),
+                timeout: env.millis(&WEBHOOK_TIMEOUT_MS)?,
+                retries: env.parse(&WEBHOOK_RETRIES)?,
             }),
             "kubernetes" | "k8s" => Ok(Self::Kubernetes(KubernetesSettings::from_env(
                 env, in_cluster,
             )?)),
             "command" => {
-                let line = env.optional("LZ_ACTUATOR_COMMAND").ok_or_else(|| {
-                    invalid("LZ_ACTUATOR_COMMAND", "is required by LZ_ACTUATOR=command")
+                let line = env.optional(&ACTUATOR_COMMAND).ok_or_else(|| {
+                    SettingsError::invalid(&ACTUATOR_COMMAND, "is required by LZ_ACTUATOR=command")
                 })?;
                 // Split into words once, here; the words are passed to the
                 // program as its arguments and no shell ever sees them.
                 let mut words = shell_words::split(&line)
-                    .map_err(|_| invalid("LZ_ACTUATOR_COMMAND", "has unbalanced quotes"))?
+                    .map_err(|_| {
+                        SettingsError::invalid(&ACTUATOR_COMMAND, "has unbalanced quotes")
+                    })?
                     .into_iter();
                 let program = words
                     .next()
-                    .ok_or_else(|| invalid("LZ_ACTUATOR_COMMAND", "names no program"))?;
+                    .ok_or_else(|| SettingsError::invalid(&ACTUATOR_COMMAND, "names no program"))?;
                 Ok(Self::Command {
                     program,
                     args: words.collect(),
-                    timeout: env.millis("LZ_COMMAND_TIMEOUT_MS", 30_000)?,
+                    timeout: env.millis(&COMMAND_TIMEOUT_MS)?,
                 })
             }
-            _ => Err(invalid(
-                "LZ_ACTUATOR",
+            _ => Err(SettingsError::invalid(
+                &ACTUATOR,
                 "must be log, webhook, kubernetes or command",
             )),
         }
@@ -192,33 +279,33 @@ impl ActuatorSettings {
 
 impl KubernetesSettings {
     fn from_env(env: &Env, in_cluster: &Path) -> Result<Self, SettingsError> {
-        let api = match env.optional("LZ_K8S_API") {
+        let api = match env.optional(&K8S_API) {
             Some(api) => api,
             None => match (
-                env.optional("KUBERNETES_SERVICE_HOST"),
-                env.optional("KUBERNETES_SERVICE_PORT"),
+                env.optional(&KUBERNETES_SERVICE_HOST),
+                env.optional(&KUBERNETES_SERVICE_PORT),
             ) {
                 (Some(host), Some(port)) if host.contains(':') => {
                     format!("https://[{host}]:{port}")
                 }
                 (Some(host), Some(port)) => format!("https://{host}:{port}"),
-                _ => return Err(invalid(
-                    "LZ_K8S_API",
+                _ => return Err(SettingsError::invalid(
+                    &K8S_API,
                     "is required outside a cluster (e.g. http://127.0.0.1:8001 with kubectl proxy)",
                 )),
             },
         };
         let token_file = in_cluster.join("token");
-        let token = if let Some(token) = env.optional("LZ_K8S_TOKEN") {
+        let token = if let Some(token) = env.optional(&K8S_TOKEN) {
             KubeToken::Static(Secret::new(token))
-        } else if let Some(path) = env.optional("LZ_K8S_TOKEN_FILE") {
+        } else if let Some(path) = env.optional(&K8S_TOKEN_FILE) {
             KubeToken::File(PathBuf::from(path))
         } else if token_file.is_file() {
             KubeToken::File(token_file)
         } else {
             KubeToken::None
         };
-        let namespace = env.optional("LZ_K8S_NAMESPACE").or_else(|| {
+        let namespace = env.optional(&K8S_NAMESPACE).or_else(|| {
             std::fs::read_to_string(in_cluster.join("namespace"))
                 .ok()
                 .map(|ns| ns.trim().to_string())
@@ -228,13 +315,13 @@ impl KubernetesSettings {
         Ok(Self {
             api: api.trim_end_matches('/').to_string(),
             namespace: namespace.unwrap_or_else(|| "default".into()),
-            deployment: env.string("LZ_K8S_DEPLOYMENT", "lanzadera-worker"),
+            deployment: env.string(&K8S_DEPLOYMENT)?,
             token,
             ca_file: env
-                .optional("LZ_K8S_CA_FILE")
+                .optional(&K8S_CA_FILE)
                 .map(PathBuf::from)
                 .or_else(|| ca.is_file().then_some(ca)),
-            timeout: env.millis("LZ_K8S_TIMEOUT_MS", 5000)?,
+            timeout: env.millis(&K8S_TIMEOUT_MS)?,
         })
     }
 }

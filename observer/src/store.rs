@@ -5,8 +5,7 @@
 use common::mongo::OBSERVATIONS;
 use common::Observation;
 use mongodb::bson::doc;
-use mongodb::options::IndexOptions;
-use mongodb::{Collection, Database, IndexModel};
+use mongodb::{Collection, Database};
 
 #[derive(Clone)]
 pub struct ObservationStore {
@@ -18,18 +17,6 @@ impl ObservationStore {
         Self {
             observations: db.collection(OBSERVATIONS),
         }
-    }
-
-    pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
-        let by_time = IndexModel::builder()
-            .keys(doc! {"timestamp": -1})
-            .options(
-                IndexOptions::builder()
-                    .name("timestamp_desc".to_string())
-                    .build(),
-            )
-            .build();
-        self.observations.create_index(by_time).await.map(|_| ())
     }
 
     /// Stores the observation of one window, replacing an earlier version

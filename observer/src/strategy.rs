@@ -1,4 +1,4 @@
-//! The elasticity decision (SPEC §6), with no I/O: a small function of the
+//! The elasticity decision (`docs/contract.md` §6), with no I/O: a small function of the
 //! backlog, the measured rates, the workers, the partitions and the policy,
 //! plus a scale-down stabiliser that remembers recent recommendations.
 //!

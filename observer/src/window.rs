@@ -1,4 +1,4 @@
-//! Event-time windows over status events (SPEC §6), with no I/O.
+//! Event-time windows over status events (`docs/contract.md` §6), with no I/O.
 //!
 //! A window is `[start, start + length)` in event time (`StatusEvent::at`),
 //! so an event that reaches the observer late still counts in the window it

@@ -26,6 +26,7 @@ pub enum CloneError {
 
 /// Sets libgit2's network timeouts once per process, so a server that stops
 /// answering fails the clone instead of hanging the worker.
+#[allow(unsafe_code)]
 pub fn init_timeouts() {
     // SAFETY: these only store an integer in libgit2's global options; they
     // are called at startup, before any clone runs.

@@ -121,6 +121,7 @@ async fn run_stage<S, I: Future<Output = S>>(
     // async-signal-safe system call. It kills the script's shell if the
     // worker dies (e.g. `kill -9`), so an orphaned run does not go on
     // competing with the run that replaces it.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
     }

@@ -1,11 +1,51 @@
-//! The worker's typed settings: the shared Kafka / S3 / job-policy trees plus
-//! what only the worker needs. Every variable is `LZ_*` and listed in
-//! `docs/worker.md`.
+//! The worker's typed settings: the shared Kafka / S3 / job-policy groups
+//! plus its own (see `docs/configuration.md`, generated from these
+//! declarations, and `docs/worker.md`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::settings::{Env, JobPolicy, KafkaSettings, S3Settings, SettingsError};
+use common::settings::{Env, Group, JobPolicy, KafkaSettings, S3Settings, SettingsError};
+
+common::declare_settings! {
+    /// How a worker runs jobs.
+    pub WORKER: "Worker", "" {
+        /// Name of this worker process in status events and job records; must be unique
+        /// per process. Also given to the job as `LZ_WORKER_ID`.
+        WORKER_ID = "LZ_WORKER_ID" [W] computed "`<hostname>-<pid>`";
+        /// Folder under which each job gets a fresh directory, removed after the run.
+        /// Created at start.
+        WORK_DIR = "LZ_WORK_DIR" [W] computed "`$TMPDIR/lanzadera-worker-<pid>`";
+        /// Wall-clock limit of a job's clone, and separately of its run; a job over it
+        /// is killed and fails.
+        JOB_TIMEOUT_SECS = "LZ_JOB_TIMEOUT_SECS" [W] default "3600";
+        /// Limit on the total size of `output/` (1 GiB); a job exceeding it is killed and
+        /// fails.
+        MAX_OUTPUT_BYTES = "LZ_MAX_OUTPUT_BYTES" [W] default "1073741824";
+        /// Kept per log stream (stdout, stderr; 10 MiB); the rest is read and dropped.
+        MAX_LOG_BYTES = "LZ_MAX_LOG_BYTES" [W] default "10485760";
+        /// After SIGTERM, how long the running job may still take; then it is stopped
+        /// and handed back uncommitted, to run again on another worker.
+        SHUTDOWN_GRACE_SECS = "LZ_SHUTDOWN_GRACE_SECS" [W] default "30";
+        /// librdkafka `max.poll.interval.ms` (at least 1000). The worker keeps polling
+        /// while a job runs, so jobs may run longer than this.
+        MAX_POLL_INTERVAL_MS = "LZ_MAX_POLL_INTERVAL_MS" [W] default "300000";
+        /// Jobs that arrive while one runs are kept in order, up to this many; then the
+        /// worker pauses its partitions until they drain.
+        MAX_BUFFERED_JOBS = "LZ_MAX_BUFFERED_JOBS" [W] default "64";
+        /// `uid:gid` to run jobs as. Set it in production to an unprivileged user other
+        /// than the worker's: a job running as the worker's own user could otherwise
+        /// inspect the worker's process.
+        JOB_USER = "LZ_JOB_USER" [W] computed "unset (the worker's own user)";
+        /// librdkafka `debug` contexts (e.g. `consumer,cgrp`) for diagnosing delivery.
+        KAFKA_DEBUG = "LZ_KAFKA_DEBUG" [W] unset;
+        /// `PATH` of the job's process, after the repository's `node_modules/.bin`.
+        JOB_PATH = "LZ_JOB_PATH" [W] default "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    }
+}
+
+/// The worker's own group, for the generated documentation.
+pub const GROUPS: [&Group; 1] = [&WORKER];
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -62,7 +102,7 @@ impl JobUser {
 
 impl WorkerSettings {
     pub fn from_env(env: &Env) -> Result<Self, SettingsError> {
-        let work_dir = match env.optional("LZ_WORK_DIR") {
+        let work_dir = match env.optional(&WORK_DIR) {
             Some(dir) => PathBuf::from(dir),
             None => std::env::temp_dir().join(format!("lanzadera-worker-{}", std::process::id())),
         };
@@ -70,26 +110,20 @@ impl WorkerSettings {
             kafka: KafkaSettings::from_env(env)?,
             s3: S3Settings::from_env(env)?,
             policy: JobPolicy::from_env(env)?,
-            worker_id: env
-                .optional("LZ_WORKER_ID")
-                .unwrap_or_else(default_worker_id),
+            worker_id: env.optional(&WORKER_ID).unwrap_or_else(default_worker_id),
             work_dir,
-            job_timeout: Duration::from_secs(env.parse("LZ_JOB_TIMEOUT_SECS", 3600u64)?),
-            max_output_bytes: env.parse("LZ_MAX_OUTPUT_BYTES", 1024 * 1024 * 1024u64)?,
-            max_log_bytes: env.parse("LZ_MAX_LOG_BYTES", 10 * 1024 * 1024u64)?,
-            shutdown_grace: Duration::from_secs(env.parse("LZ_SHUTDOWN_GRACE_SECS", 30u64)?),
-            max_poll_interval: env.millis("LZ_MAX_POLL_INTERVAL_MS", 300_000)?,
-            job_path: env.string(
-                "LZ_JOB_PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ),
-            kafka_debug: env.optional("LZ_KAFKA_DEBUG"),
-            max_buffered_jobs: env.parse("LZ_MAX_BUFFERED_JOBS", 64usize)?.max(1),
-            job_user: match env.optional("LZ_JOB_USER") {
+            job_timeout: Duration::from_secs(env.parse(&JOB_TIMEOUT_SECS)?),
+            max_output_bytes: env.parse(&MAX_OUTPUT_BYTES)?,
+            max_log_bytes: env.parse(&MAX_LOG_BYTES)?,
+            shutdown_grace: Duration::from_secs(env.parse(&SHUTDOWN_GRACE_SECS)?),
+            max_poll_interval: env.millis(&MAX_POLL_INTERVAL_MS)?,
+            job_path: env.string(&JOB_PATH)?,
+            kafka_debug: env.optional(&KAFKA_DEBUG),
+            max_buffered_jobs: env.parse::<usize>(&MAX_BUFFERED_JOBS)?.max(1),
+            job_user: match env.optional(&JOB_USER) {
                 None => None,
-                Some(raw) => Some(JobUser::parse(&raw).ok_or_else(|| SettingsError {
-                    name: "LZ_JOB_USER".into(),
-                    problem: "must be numeric uid:gid, e.g. 65534:65534".into(),
+                Some(raw) => Some(JobUser::parse(&raw).ok_or_else(|| {
+                    SettingsError::invalid(&JOB_USER, "must be numeric uid:gid, e.g. 65534:65534")
                 })?),
             },
         })

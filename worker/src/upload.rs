@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use common::storage::{log_key, output_key, LogStream};
+use common::layout::{log_key, output_key, LogStream};
 use common::{JobId, OutputPath};
 use futures::{StreamExt, TryStreamExt};
 use s3::error::S3Error;

@@ -1,4 +1,4 @@
-use actix_web::{get, http::header, post, web, HttpRequest, HttpResponse};
+use actix_web::{http::header, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -12,7 +12,8 @@ struct Credentials {
     password: String,
 }
 
-async fn login(oidc: &Oidc, username: &str, password: &str) -> Result<HttpResponse, ApiError> {
+/// The password grant, answered in the shape both login routes share.
+pub async fn login(oidc: &Oidc, username: &str, password: &str) -> Result<HttpResponse, ApiError> {
     if username.is_empty() || password.is_empty() {
         return Err(ApiError::BadRequest(
             "`username` and `password` are required".into(),
@@ -31,17 +32,6 @@ async fn login(oidc: &Oidc, username: &str, password: &str) -> Result<HttpRespon
         )),
         Err(LoginError::Unavailable(cause)) => Err(unavailable("the identity provider", cause)),
     }
-}
-
-/// Compatibility login: the password travels in the path, so prefer
-/// `POST /auth/token`.
-#[get("/auth/{user}/{password}")]
-pub async fn login_in_path(
-    oidc: web::Data<Oidc>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (user, password) = path.into_inner();
-    login(&oidc, &user, &password).await
 }
 
 /// Login with a form or JSON body `{username, password}`.

@@ -2,12 +2,11 @@
 
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{get, web, HttpResponse};
-use common::storage::{log_key, output_key, LogStream};
+use common::layout::{log_key, output_key, LogStream};
 use common::{JobRecord, OutputPath};
 use s3::error::S3Error;
 use serde::Deserialize;
 
-use super::jobs::owned_job;
 use super::State;
 use crate::auth::Caller;
 use crate::error::{unavailable, ApiError};
@@ -45,7 +44,7 @@ async fn stream_object(
 
 /// One of the job's output files; the name must be one the worker
 /// reported, so nothing outside the job's files can be reached.
-async fn output_file(
+pub async fn output_file(
     state: &State,
     record: &JobRecord,
     raw: &str,
@@ -64,30 +63,12 @@ async fn output_file(
     stream_object(state, &output_key(record.id, &path), path.file_name()).await
 }
 
-async fn log_file(
+pub async fn log_file(
     state: &State,
     record: &JobRecord,
     stream: LogStream,
 ) -> Result<HttpResponse, ApiError> {
     stream_object(state, &log_key(record.id, stream), stream.file_name()).await
-}
-
-/// The original route. `stdout.log` and `stderr.log` name the logs unless
-/// the job wrote outputs with those names.
-#[get("/api/results/{id}/{file:.*}")]
-pub async fn results(
-    state: State,
-    caller: Caller,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, ApiError> {
-    let (id, file) = path.into_inner();
-    let record = owned_job(&state, &caller, &id).await?;
-    match LogStream::parse(&file) {
-        Some(stream) if file.ends_with(".log") && !record.output_files.contains(&file) => {
-            log_file(&state, &record, stream).await
-        }
-        _ => output_file(&state, &record, &file).await,
-    }
 }
 
 #[get("/api/jobs/{id}/files/{path:.*}")]
@@ -97,7 +78,7 @@ pub async fn job_file(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, file) = path.into_inner();
-    let record = owned_job(&state, &caller, &id).await?;
+    let record = state.jobs.get(&caller, &id).await?;
     output_file(&state, &record, &file).await
 }
 
@@ -114,7 +95,7 @@ pub async fn job_logs(
     id: web::Path<String>,
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let record = owned_job(&state, &caller, &id).await?;
+    let record = state.jobs.get(&caller, &id).await?;
     let stream = match query.stream.as_deref() {
         None => LogStream::Stdout,
         Some(raw) => LogStream::parse(raw)

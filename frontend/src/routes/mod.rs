@@ -1,6 +1,9 @@
-//! One module per resource; handlers are thin and call the domain.
+//! One module per resource; handlers are thin: they parse the request,
+//! call one workflow (`crate::jobs`) and shape the answer. `configure` is
+//! the one list of routes.
 
 pub mod auth;
+pub mod compat;
 pub mod docs;
 pub mod files;
 pub mod health;
@@ -12,16 +15,19 @@ use futures::StreamExt;
 use s3::Bucket;
 
 use crate::error::ApiError;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::store::JobStore;
 
 /// What every handler may use.
 pub struct AppState {
+    pub jobs: Jobs,
+    /// For the readiness probe and the load observations.
     pub store: JobStore,
     pub producer: common::kafka::Publisher,
-    pub bucket: Box<Bucket>,
     pub kafka: KafkaSettings,
-    pub jobs: JobPolicy,
+    pub bucket: Box<Bucket>,
+    pub policy: JobPolicy,
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
     pub metrics: Metrics,
@@ -42,6 +48,29 @@ impl AppState {
 }
 
 pub type State = web::Data<AppState>;
+
+/// Every route the API serves. (Order matters only where patterns overlap:
+/// none do.)
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(health::health)
+        .service(health::ready)
+        .service(health::load)
+        .service(auth::login_with_body)
+        .service(jobs::create_job)
+        .service(jobs::list_jobs)
+        .service(jobs::get_job)
+        .service(jobs::delete_job)
+        .service(files::job_file)
+        .service(files::job_logs)
+        .service(docs::openapi)
+        .service(docs::metrics)
+        .service(compat::add_job)
+        .service(compat::status_all)
+        .service(compat::status_one)
+        .service(compat::delete_job)
+        .service(compat::results)
+        .service(compat::login_in_path);
+}
 
 /// Reads the request body up to `limit` bytes, answering 413 beyond.
 pub async fn read_limited(

@@ -1,4 +1,4 @@
-use common::storage::{log_key, output_key, LogStream};
+use common::layout::{log_key, output_key, LogStream};
 use common::{JobState, OutputPath, StatusEvent};
 use serde_json::json;
 

@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use common::settings::Env;
+use common::provision::Provisioner;
 use common::{JobId, StatusEvent};
 use frontend::settings::Settings;
 use frontend::startup::Application;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use serde_json::Value;
+use testkit::Namespace;
 
 pub struct TestApp {
     pub address: String,
@@ -18,41 +19,19 @@ pub struct TestApp {
     pub http: reqwest::Client,
 }
 
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+pub use testkit::unique;
 
-/// Settings for a fresh, isolated namespace on the local stack.
+/// Settings for a fresh, isolated namespace on the local stack: the
+/// stack's variables, the namespace's, then the test's overrides.
 pub fn isolated_settings(extra: &[(&str, &str)]) -> Settings {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let jobs = format!("test.jobs.{id}");
-    let status = format!("test.status.{id}");
-    let ignore = format!("test.ignore.{id}");
-    let db = format!("lz_test_{}", &id[..12]);
-    let group = format!("test-recorder-{id}");
-    let mut pairs: Vec<(&str, &str)> = vec![
+    let mut vars = vec![
         ("LZ_HTTP_ADDR", "127.0.0.1:0"),
         ("LZ_HTTP_WORKERS", "2"),
-        ("LZ_JOBS_TOPIC", &jobs),
-        ("LZ_STATUS_TOPIC", &status),
-        ("LZ_IGNORE_TOPIC", &ignore),
         ("LZ_JOBS_PARTITIONS", "2"),
         ("LZ_STATUS_PARTITIONS", "2"),
-        ("LZ_MONGO_DB", &db),
-        ("LZ_RECORDER_GROUP", &group),
     ];
-    // The process environment (the stack's env file) comes first, then
-    // the test's own namespace, then the test's overrides.
-    let process: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("LZ_"))
-        .collect();
-    let mut all: Vec<(&str, &str)> = process
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    all.append(&mut pairs);
-    all.extend_from_slice(extra);
-    Settings::from(&Env::from_pairs(all)).expect("test settings")
+    vars.extend_from_slice(extra);
+    Settings::from(&Namespace::new("test").settings_env(&vars)).expect("test settings")
 }
 
 impl TestApp {
@@ -65,9 +44,11 @@ impl TestApp {
     }
 
     pub async fn spawn_settings(settings: Settings) -> Self {
-        common::kafka::ensure_topics(&settings.kafka)
+        Provisioner::new()
+            .topics(&settings.kafka)
+            .within(Duration::from_secs(30))
             .await
-            .expect("topics");
+            .expect("topics (is the stack up? dev/stack.sh up)");
         let app = Application::build(settings.clone())
             .await
             .expect("app builds");
@@ -85,16 +66,7 @@ impl TestApp {
     }
 
     pub async fn token(&self, user: &str, password: &str) -> String {
-        let response = self
-            .http
-            .post(self.url("/auth/token"))
-            .json(&serde_json::json!({"username": user, "password": password}))
-            .send()
-            .await
-            .expect("login request");
-        assert_eq!(response.status(), 200, "login of {user}");
-        let body: Value = response.json().await.expect("login body");
-        body["token"].as_str().expect("token").to_string()
+        testkit::tokens::login(&self.http, &self.address, (user, password)).await
     }
 
     pub async fn alice(&self) -> String {

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::kafka;
-use common::settings::Env;
+use common::provision::Provisioner;
 use common::{JobId, JobMessage, JobState, Observation, Secret, StatusEvent};
 use mongodb::bson::doc;
 use observer::{Application, Settings};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
+use testkit::Namespace;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -36,41 +37,26 @@ pub struct TestObserver {
 /// Settings for one test: unique names, short windows, and `extra`
 /// variables on top.
 pub fn settings(extra: &[(&str, &str)]) -> Settings {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let jobs = format!("lz-test-{id}.jobs");
-    let status = format!("lz-test-{id}.status");
-    let ignore = format!("lz-test-{id}.ignore");
-    let workers = format!("lz-test-{id}-workers");
-    let group = format!("lz-test-{id}-observer");
-    let db = format!("lz_observer_{id}");
-    let brokers = std::env::var("LZ_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let mongo =
-        std::env::var("LZ_MONGO_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
     let refresh = REFRESH_MS.to_string();
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("LZ_KAFKA_BROKERS", &brokers),
-        ("LZ_MONGO_URI", &mongo),
-        ("LZ_MONGO_DB", &db),
-        ("LZ_JOBS_TOPIC", &jobs),
-        ("LZ_STATUS_TOPIC", &status),
-        ("LZ_IGNORE_TOPIC", &ignore),
+    let mut vars: Vec<(&str, &str)> = vec![
         ("LZ_JOBS_PARTITIONS", "4"),
         ("LZ_STATUS_PARTITIONS", "2"),
-        ("LZ_WORKERS_GROUP", &workers),
-        ("LZ_OBSERVER_GROUP", &group),
         ("LZ_OBSERVER_ADDR", "127.0.0.1:0"),
         ("REFRESH_RATE", &refresh),
         ("LZ_OBSERVER_GRACE_MS", "200"),
         ("LZ_RATE_WINDOWS", "4"),
     ];
-    pairs.extend_from_slice(extra);
-    Settings::from_env(&Env::from_pairs(pairs)).expect("test settings are valid")
+    vars.extend_from_slice(extra);
+    Settings::from_env(&Namespace::new("lz-obs-").settings_env(&vars))
+        .expect("test settings are valid")
 }
 
 impl TestObserver {
     /// Creates the topics, then starts the application as `main` does.
     pub async fn start(settings: Settings) -> Self {
-        kafka::ensure_topics(&settings.kafka)
+        Provisioner::new()
+            .topics(&settings.kafka)
+            .within(Duration::from_secs(30))
             .await
             .expect("Kafka reachable (dev/stack.sh up)");
         let producer = kafka::producer(&settings.kafka).expect("producer");

@@ -9,12 +9,12 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::kafka;
+use common::provision::Provisioner;
 use common::settings::{Env, KafkaSettings, S3Settings};
 use common::{storage, timestamp, CancelRequest, JobId, JobMessage, Secret, StatusEvent};
 use lanzadera_worker::{Application, WorkerSettings};
@@ -23,137 +23,14 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use s3::Bucket;
+use testkit::Namespace;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 
-pub const USER: &str = "bob";
-pub const PASSWORD: &str = "pw-5f2c9a-correct";
-
-/// A folder removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("lz-worker-test-{tag}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `dev/git-http-server.py` over a folder of bare repositories; paths under
-/// `/private/` need `USER:PASSWORD`.
-pub struct GitServer {
-    pub root: TempDir,
-    pub port: u16,
-    child: Child,
-}
-
-impl GitServer {
-    pub fn start() -> Self {
-        let root = TempDir::new("git");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/git-http-server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("--root")
-            .arg(root.path())
-            .arg("--auth")
-            .arg(format!("{USER}:{PASSWORD}"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the git server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the port");
-        let port = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the git server: {line:?}"));
-        Self { root, port, child }
-    }
-
-    /// Creates a bare repository at `<root>/<path>` holding `files`, and
-    /// returns its http url (without credentials).
-    pub fn repo(&self, path: &str, files: &[(&str, &str)]) -> String {
-        let work = TempDir::new("src");
-        let git = |args: &[&str], dir: &Path| {
-            let status = Command::new("git")
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(args)
-                .current_dir(dir)
-                .stdout(Stdio::null())
-                .status()
-                .expect("git");
-            assert!(status.success(), "git {args:?}");
-        };
-        git(&["init", "-q", "-b", "main"], work.path());
-        for (name, content) in files {
-            let file = work.path().join(name);
-            std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
-            std::fs::write(file, content).expect("write");
-        }
-        git(&["add", "-A"], work.path());
-        git(
-            &["commit", "-q", "--allow-empty", "-m", "fixture"],
-            work.path(),
-        );
-        let bare = self.root.path().join(path);
-        std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
-        git(
-            &[
-                "clone",
-                "-q",
-                "--bare",
-                &work.path().display().to_string(),
-                &bare.display().to_string(),
-            ],
-            work.path(),
-        );
-        self.url(path)
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-
-    pub fn url_with(&self, path: &str, user: &str, password: &str) -> String {
-        format!("http://{user}:{password}@127.0.0.1:{}/{path}", self.port)
-    }
-}
-
-impl Drop for GitServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A repository whose start script is `sh run.sh`, with `run.sh` as given.
-pub fn shell_job(script: &str) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "package.json",
-            r#"{"name":"fixture","version":"1.0.0","scripts":{"start":"sh run.sh"}}"#.to_string(),
-        ),
-        ("run.sh", script.to_string()),
-    ]
-}
-
-pub fn files<'a>(list: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    list.iter().map(|(n, c)| (*n, c.as_str())).collect()
-}
+#[allow(unused_imports)] // each test binary uses its own part
+pub use testkit::repos::{
+    files, shell_job, GitServer, TempDir, GIT_PASSWORD as PASSWORD, GIT_USER as USER,
+};
 
 /// One test's namespace on the stack.
 pub struct Stack {
@@ -168,19 +45,16 @@ pub struct Stack {
 impl Stack {
     pub async fn new(jobs_partitions: i32) -> Self {
         let env = Env::from_process();
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
-        let mut k = KafkaSettings::from_env(&env).expect("kafka settings");
-        k.jobs_topic = format!("lz-test-{suffix}.jobs");
-        k.status_topic = format!("lz-test-{suffix}.status");
-        k.cancel_topic = format!("lz-test-{suffix}.ignore");
-        k.workers_group = format!("lz-test-{suffix}.workers");
-        k.jobs_partitions = jobs_partitions;
-        k.status_partitions = 2;
-        kafka::ensure_topics(&k)
-            .await
-            .expect("topics (is the stack up? dev/stack.sh up)");
+        let k = Namespace::new("lz-test-")
+            .kafka(jobs_partitions)
+            .expect("kafka settings");
         let s3 = S3Settings::from_env(&env).expect("s3 settings");
-        storage::ensure_bucket(&s3).await.expect("bucket");
+        Provisioner::new()
+            .topics(&k)
+            .bucket(&s3)
+            .within(Duration::from_secs(30))
+            .await
+            .expect("topics and bucket (is the stack up? dev/stack.sh up)");
         let bucket = storage::bucket(&s3).expect("bucket");
         let producer = kafka::producer(&k).expect("producer");
         let status = StatusLog::start(&k).await;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{timestamp, JobId, JobState, Secret};
+use crate::{timestamp, JobId, JobSpec, JobState, Secret};
 
 /// A job on the jobs topic, keyed by job id. It carries the clone URL with
 /// its credentials, so only the frontend writes and only workers read this
@@ -21,6 +21,21 @@ pub struct JobMessage {
     pub config: Option<String>,
     #[serde(with = "timestamp")]
     pub submitted_at: DateTime<Utc>,
+}
+
+impl JobMessage {
+    /// The message that queues `spec` as job `id` of `owner`.
+    pub fn new(id: JobId, owner: &str, spec: &JobSpec, submitted_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            owner: owner.to_string(),
+            url: Secret::new(spec.url.expose().to_string()),
+            redacted_url: spec.url.redacted().to_string(),
+            args: spec.args.clone(),
+            config: spec.config.clone(),
+            submitted_at,
+        }
+    }
 }
 
 /// A status change on the status topic, keyed by job id so that one job's

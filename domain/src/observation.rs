@@ -1,4 +1,4 @@
-//! One observer window (SPEC §6). The first five field names are the
+//! One observer window (`docs/contract.md` §6). The first five field names are the
 //! original service's and are kept for its clients.
 
 use serde::{Deserialize, Serialize};

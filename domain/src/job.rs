@@ -1,4 +1,4 @@
-//! The job contract (SPEC §2), parsed once at the edge: after
+//! The job contract (`docs/contract.md` §2), parsed once at the edge: after
 //! `JobSpec::parse` the rest of the code cannot see a bad url, a forbidden
 //! scheme or oversized input.
 

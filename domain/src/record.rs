@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{timestamp, JobId, JobState};
+use crate::{timestamp, JobId, JobSpec, JobState};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,22 +36,22 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The record of `spec` accepted as job `id`: the url without its
+    /// credentials.
     pub fn queued(
         id: JobId,
-        owner: impl Into<String>,
-        username: impl Into<String>,
-        url: impl Into<String>,
-        args: Vec<String>,
-        config: Option<String>,
+        owner: &str,
+        username: &str,
+        spec: &JobSpec,
         submitted_at: DateTime<Utc>,
     ) -> Self {
         Self {
             id,
-            owner: owner.into(),
-            username: username.into(),
-            url: url.into(),
-            args,
-            config,
+            owner: owner.to_string(),
+            username: username.to_string(),
+            url: spec.url.redacted().to_string(),
+            args: spec.args.clone(),
+            config: spec.config.clone(),
             status: JobState::Queued,
             submitted_at,
             started_at: None,

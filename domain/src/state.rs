@@ -1,4 +1,4 @@
-//! The job lifecycle (SPEC §3) as a pure transition rule.
+//! The job lifecycle (`docs/contract.md` §3) as a pure transition rule.
 
 use std::fmt;
 

@@ -1,0 +1,38 @@
+"""The five scenarios, in three groups that each start the platforms they
+need. Each scenario returns its record (id, title, settings, results,
+measure, limited_by); the run keeps them in the order they ran, which is
+the report's.
+
+  api         1a read load with wrk, 1b with Locust, 2a submissions at full
+              speed (one platform, 2 workers); 2b sustained submissions
+              (a fresh one)
+  scaling     3 job latency (1 worker), 4 scaling (1, 2, 4 workers)
+  elasticity  5 a burst on 1 worker, the observer's webhook
+"""
+
+from __future__ import annotations
+
+from ..run import Run
+from . import elasticity, read, scaling, submit
+
+
+def api_and_submissions(run: Run) -> None:
+    plat = run.platform("api", 2)
+    tok, pool = read.prepare(run, plat)
+    run.record(read.wrk(run, plat, len(pool)))
+    run.record(read.locust(run, plat, len(pool)))
+    run.record(submit.full_speed(run, plat, tok["alice"][0]))
+    plat.stop()
+    run.record(submit.sustained(run))
+
+
+def latency_and_scaling(run: Run) -> None:
+    run.record(scaling.scaling(run))  # records the latency scenario first
+
+
+def burst(run: Run) -> None:
+    run.record(elasticity.elasticity(run))
+
+
+# --only's names, in the order of a full run.
+GROUPS = {"api": api_and_submissions, "scaling": latency_and_scaling, "elasticity": burst}

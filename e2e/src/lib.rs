@@ -1,1 +1,0 @@
-//! Full-system tests live in `tests/`.

@@ -1,0 +1,73 @@
+//! `docs/configuration.md` (its table) and `docs/settings.json` are
+//! generated from the settings declarations of every crate. This test fails
+//! when either is out of date; `make docs` (`LZ_BLESS=1`) rewrites them.
+
+use std::path::PathBuf;
+
+use common::settings::{reference_json, reference_table, Group, LOGGING, SHARED};
+
+const BEGIN: &str = "<!-- BEGIN generated from the settings declarations: make docs -->\n";
+const END: &str = "<!-- END generated -->\n";
+
+fn groups() -> Vec<&'static Group> {
+    let mut all: Vec<&Group> = SHARED.to_vec();
+    all.extend(frontend::settings::GROUPS);
+    all.extend(observer::settings::GROUPS);
+    all.extend(worker::settings::GROUPS);
+    all.push(&LOGGING);
+    all
+}
+
+fn docs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs")
+}
+
+fn bless() -> bool {
+    std::env::var("LZ_BLESS").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn the_configuration_table_is_generated_from_the_declarations() {
+    let path = docs().join("configuration.md");
+    let text = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    let (start, end) = match (text.find(BEGIN), text.find(END)) {
+        (Some(start), Some(end)) if start < end => (start + BEGIN.len(), end),
+        _ => panic!("docs/configuration.md lacks the generated-table markers"),
+    };
+    let wanted = reference_table(&groups());
+    if bless() {
+        let updated = format!("{}{wanted}{}", &text[..start], &text[end..]);
+        std::fs::write(&path, updated).expect("write docs/configuration.md");
+    } else {
+        assert!(
+            text[start..end] == wanted,
+            "docs/configuration.md is out of date: run `make docs`"
+        );
+    }
+}
+
+#[test]
+fn the_settings_list_for_tools_is_generated_from_the_declarations() {
+    let path = docs().join("settings.json");
+    let wanted = reference_json(&groups());
+    if bless() {
+        std::fs::write(&path, &wanted).expect("write docs/settings.json");
+    } else {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            text == wanted,
+            "docs/settings.json is out of date: run `make docs`"
+        );
+    }
+}
+
+#[test]
+fn every_setting_is_declared_once() {
+    let mut seen = std::collections::HashSet::new();
+    for group in groups() {
+        for s in group.settings {
+            assert!(seen.insert(s.name), "{} is declared twice", s.name);
+        }
+    }
+    assert!(seen.len() > 60, "only {} settings found", seen.len());
+}

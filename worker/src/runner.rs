@@ -1,0 +1,358 @@
+//! Running one job from its message to its results: fresh folder, clone,
+//! `package.json`, `config.json` and `output/`, the scripts, the upload,
+//! and the folder's removal. Each step either hands the next one what it
+//! needs or ends the job with its [`Outcome`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::{JobMessage, JobState, LogStream};
+use s3::Bucket;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cancels::Cancels;
+use crate::git::{self, CloneError};
+use crate::outcome::{Outcome, Report, Stop};
+use crate::package::Package;
+use crate::process::{self, RunEnd, RunSpec};
+use crate::settings::{JobUser, WorkerSettings};
+use crate::upload;
+
+const NO_FOLDER: &str = "the worker could not prepare a folder for the job; it can be resubmitted";
+
+pub struct JobRunner {
+    pub settings: Arc<WorkerSettings>,
+    pub bucket: Box<Bucket>,
+    pub cancels: Cancels,
+}
+
+/// The folders of one run, under the worker's work folder.
+struct Folders {
+    root: PathBuf,
+    repo: PathBuf,
+    home: PathBuf,
+    tmp: PathBuf,
+    output: PathBuf,
+    stdout_log: PathBuf,
+    stderr_log: PathBuf,
+}
+
+impl Folders {
+    fn new(root: PathBuf) -> Self {
+        let repo = root.join("repo");
+        Self {
+            home: root.join("home"),
+            tmp: root.join("tmp"),
+            output: repo.join("output"),
+            stdout_log: root.join("stdout.log"),
+            stderr_log: root.join("stderr.log"),
+            repo,
+            root,
+        }
+    }
+}
+
+type Step<T> = Result<T, Outcome>;
+
+impl JobRunner {
+    /// Runs `job`. `shutdown` turns true when the grace period is over.
+    pub async fn execute(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        shutdown: watch::Receiver<bool>,
+    ) -> Outcome {
+        let folders = Folders::new(self.settings.work_dir.join(job.id.to_string()));
+        let outcome = match self.steps(job, attempt, &folders, shutdown).await {
+            Ok(report) | Err(Outcome::Ended(report)) => Outcome::Ended(report),
+            Err(Outcome::HandedBack) => Outcome::HandedBack,
+        };
+        let root = folders.root.clone();
+        let removed = tokio::task::spawn_blocking(move || remove_dir(&root)).await;
+        if !matches!(removed, Ok(Ok(()))) {
+            tracing::warn!(dir = %folders.root.display(), "could not remove the job's folder");
+        }
+        outcome
+    }
+
+    async fn steps(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        folders: &Folders,
+        shutdown: watch::Receiver<bool>,
+    ) -> Step<Report> {
+        prepare(folders).await?;
+        let phase = std::time::Instant::now();
+        self.clone_repo(job, &folders.repo, shutdown.clone())
+            .await?;
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, "repository cloned");
+        let package = read_package(&folders.repo).await?;
+        self.write_inputs(job, folders).await?;
+        let report = self
+            .run_scripts(job, attempt, &package, folders, shutdown)
+            .await?;
+        Ok(self.store_results(job, folders, report).await)
+    }
+
+    /// Clones within the job's time limit, unless cancelled or shut down.
+    async fn clone_repo(
+        &self,
+        job: &JobMessage,
+        repo: &Path,
+        shutdown: watch::Receiver<bool>,
+    ) -> Step<()> {
+        let deadline = Instant::now() + self.settings.job_timeout;
+        let abort = Arc::new(AtomicBool::new(false));
+        let task = {
+            let url = job.url.clone();
+            let policy = self.settings.policy.repos.clone();
+            let dest = repo.to_path_buf();
+            let abort = abort.clone();
+            tokio::task::spawn_blocking(move || git::clone(url.expose(), &policy, &dest, &abort))
+        };
+        tokio::pin!(task);
+        let stopped_by = tokio::select! {
+            done = &mut task => return finish_clone(done),
+            why = self.stopped(job, shutdown) => Some(why),
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        // libgit2 notices the flag at its next progress callback; its own
+        // network timeouts bound the wait otherwise.
+        abort.store(true, Ordering::Relaxed);
+        let _ = task.await;
+        Err(match stopped_by {
+            Some(why) => why.outcome("cloning"),
+            None => Report::failed(format!(
+                "timed out after {} s while cloning the repository",
+                self.settings.job_timeout.as_secs()
+            ))
+            .into(),
+        })
+    }
+
+    /// `config.json`, `output/`, and the folder handed to the job's user.
+    async fn write_inputs(&self, job: &JobMessage, folders: &Folders) -> Step<()> {
+        if let Some(config) = &job.config {
+            if let Err(e) = tokio::fs::write(folders.repo.join("config.json"), config).await {
+                return Err(Report::failed(format!("cannot write config.json: {e}")).into());
+            }
+        }
+        if let Err(e) = tokio::fs::create_dir_all(&folders.output).await {
+            return Err(Report::failed(format!("cannot create output/: {e}")).into());
+        }
+        if let Some(user) = self.settings.job_user {
+            let owned = folders.root.clone();
+            let given = tokio::task::spawn_blocking(move || give_to(&owned, user)).await;
+            if !matches!(given, Ok(Ok(()))) {
+                tracing::error!("cannot hand the job's folder to its user");
+                return Err(Report::failed(NO_FOLDER).into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_scripts(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        package: &Package,
+        folders: &Folders,
+        shutdown: watch::Receiver<bool>,
+    ) -> Step<Report> {
+        let settings = &self.settings;
+        let spec = RunSpec {
+            repo: &folders.repo,
+            stages: package.stages(&job.args),
+            env: job_environment(settings, job, attempt, package, folders),
+            stdout_log: &folders.stdout_log,
+            stderr_log: &folders.stderr_log,
+            max_log_bytes: settings.max_log_bytes,
+            output_dir: &folders.output,
+            max_output_bytes: settings.max_output_bytes,
+            deadline: Instant::now() + settings.job_timeout,
+            user: settings.job_user,
+        };
+        let phase = std::time::Instant::now();
+        let end = process::run(&spec, self.stopped(job, shutdown)).await;
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, "scripts ended");
+        self.report_of(end)
+    }
+
+    fn report_of(&self, end: RunEnd<Stop>) -> Step<Report> {
+        let limit = self.settings.job_timeout.as_secs();
+        Ok(match end {
+            RunEnd::Exited(0) => Report::succeeded(),
+            RunEnd::Exited(code) => Report {
+                exit_code: Some(code),
+                ..Report::failed(format!(
+                    "the start script exited with code {code}; see stderr.log"
+                ))
+            },
+            RunEnd::Signalled(signal) => Report {
+                exit_code: Some(128 + signal),
+                ..Report::failed(format!(
+                    "the start script was killed by signal {signal}; see stderr.log"
+                ))
+            },
+            RunEnd::TimedOut => Report::failed(format!(
+                "timed out after {limit} s; the whole process group was killed"
+            )),
+            RunEnd::OutputTooLarge(bytes) => Report::failed(format!(
+                "output/ grew to {bytes} bytes, over the limit of {} bytes; the job was killed",
+                self.settings.max_output_bytes
+            )),
+            RunEnd::Interrupted(stop) => return Err(stop.outcome("running")),
+            RunEnd::CouldNotStart(message) => Report::failed(message),
+        })
+    }
+
+    /// Uploads the outputs and logs whatever the end: a failed or cancelled
+    /// run's partial results are what its owner needs to see why.
+    async fn store_results(&self, job: &JobMessage, folders: &Folders, report: Report) -> Report {
+        let max = self.settings.max_output_bytes;
+        let (mut outputs, skipped) = upload::list_outputs(folders.output.clone()).await;
+        if !skipped.is_empty() {
+            tracing::warn!(
+                count = skipped.len(),
+                "output files with unusable names skipped"
+            );
+        }
+        let total: u64 = outputs
+            .iter()
+            .filter_map(|(_, f)| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut report = report;
+        if total > max {
+            outputs.clear();
+            if report.state == JobState::Succeeded {
+                report = report.failed_after(format!(
+                    "output/ holds {total} bytes, over the limit of {max} bytes; nothing was stored"
+                ));
+            }
+        }
+        let logs = [
+            (LogStream::Stdout, folders.stdout_log.as_path()),
+            (LogStream::Stderr, folders.stderr_log.as_path()),
+        ];
+        let phase = std::time::Instant::now();
+        match upload::upload_results(&self.bucket, job.id, outputs, logs).await {
+            Ok(files) => {
+                tracing::info!(
+                    ms = phase.elapsed().as_millis() as u64,
+                    files = files.len(),
+                    "results stored"
+                );
+                report.output_files = files;
+                report
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "upload failed");
+                report.failed_after(
+                    "the job ran but its outputs could not be stored; it can be resubmitted",
+                )
+            }
+        }
+    }
+
+    /// Resolves when the job must stop: cancelled by its owner, or the
+    /// worker's grace period is over.
+    async fn stopped(&self, job: &JobMessage, mut shutdown: watch::Receiver<bool>) -> Stop {
+        tokio::select! {
+            _ = self.cancels.wait_for(job.id) => Stop::Cancelled,
+            _ = shutdown.wait_for(|over| *over) => Stop::Shutdown,
+        }
+    }
+}
+
+/// A fresh folder with the job's own home and temporary folder.
+async fn prepare(folders: &Folders) -> Step<()> {
+    let prepared = async {
+        let _ = remove_dir(&folders.root);
+        for d in [&folders.home, &folders.tmp] {
+            tokio::fs::create_dir_all(d).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    prepared.await.map_err(|e| {
+        tracing::error!(error = %e, "cannot create the job's folder");
+        Report::failed(NO_FOLDER).into()
+    })
+}
+
+async fn read_package(repo: &Path) -> Step<Package> {
+    let failed = |message: String| Outcome::from(Report::failed(message));
+    match tokio::fs::read_to_string(repo.join("package.json")).await {
+        Ok(text) => Package::parse(&text).map_err(failed),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(failed(
+            "package.json not found in the repository root: it must define \
+             `scripts.start`, the command that runs the job"
+                .into(),
+        )),
+        Err(e) => Err(failed(format!("cannot read package.json: {e}"))),
+    }
+}
+
+fn finish_clone(done: Result<Result<(), CloneError>, tokio::task::JoinError>) -> Step<()> {
+    let message = match done {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(CloneError::Failed(message))) => message,
+        // Only this worker aborts, and it returns before reading this.
+        Ok(Err(CloneError::Aborted)) => "the clone was stopped".into(),
+        Err(_) => "the clone failed unexpectedly".into(),
+    };
+    Err(Report::failed(message).into())
+}
+
+/// The job's whole environment: nothing of the worker's own (its broker
+/// and storage credentials live there), plus what npm would set that a
+/// start script may rely on.
+fn job_environment(
+    settings: &WorkerSettings,
+    job: &JobMessage,
+    attempt: u32,
+    package: &Package,
+    folders: &Folders,
+) -> Vec<(String, String)> {
+    let path = |p: &Path| p.display().to_string();
+    let repo = &folders.repo;
+    let bin = repo.join("node_modules").join(".bin");
+    vec![
+        (
+            "PATH".into(),
+            format!("{}:{}", path(&bin), settings.job_path),
+        ),
+        ("HOME".into(), path(&folders.home)),
+        ("TMPDIR".into(), path(&folders.tmp)),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("LZ_JOB_ID".into(), job.id.to_string()),
+        ("LZ_ATTEMPT".into(), attempt.to_string()),
+        ("LZ_WORKER_ID".into(), settings.worker_id.clone()),
+        ("INIT_CWD".into(), path(repo)),
+        ("npm_lifecycle_event".into(), "start".into()),
+        ("npm_lifecycle_script".into(), package.start.clone()),
+        ("npm_package_name".into(), package.name.clone()),
+        ("npm_package_version".into(), package.version.clone()),
+        ("npm_package_json".into(), path(&repo.join("package.json"))),
+    ]
+}
+
+/// Makes the job's folder (clone, home, tmp) its user's, so a job run as
+/// another user can write where it must and nowhere else.
+fn give_to(dir: &Path, user: JobUser) -> std::io::Result<()> {
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        std::os::unix::fs::lchown(entry.path(), Some(user.uid), Some(user.gid))?;
+    }
+    Ok(())
+}
+
+fn remove_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
