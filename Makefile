@@ -17,8 +17,8 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-docs: ## regenerate the settings table of docs/configuration.md and docs/settings.json
-	LZ_BLESS=1 cargo test -q -p lanzadera-e2e --test settings_doc
+docs: ## regenerate docs/openapi.json, docs/settings.json and the settings table of docs/configuration.md
+	LZ_BLESS=1 cargo test -q -p lanzadera-e2e --test generated_docs
 
 status:
 	dev/stack.sh status

@@ -247,7 +247,7 @@ crate::declare_settings! {
         WORKERS_GROUP = "LZ_WORKERS_GROUP" [O W] default "lanzadera-workers";
         /// Producer batching delay (`linger.ms`). 0 keeps submit-to-dispatch latency
         /// low. (The observer parses it but produces nothing.)
-        KAFKA_LINGER_MS = "LZ_KAFKA_LINGER_MS" [F W] default "0";
+        KAFKA_LINGER_MS = "LZ_KAFKA_LINGER_MS" [F O W] default "0";
         /// Most records in one producer batch (`batch.num.messages`; 0 counts as 1).
         /// The default 1 makes every offset a batch boundary: tansu 0.6.0 answers a
         /// fetch that starts inside a batch with the *next* batch, so a consumer
@@ -255,7 +255,7 @@ crate::declare_settings! {
         /// rebalance) would skip records. Apache Kafka returns the whole batch and the
         /// client drops what it did not ask for, so with it raise this (compose sets
         /// 10000) for throughput.
-        KAFKA_BATCH_NUM_MESSAGES = "LZ_KAFKA_BATCH_NUM_MESSAGES" [F W] default "1";
+        KAFKA_BATCH_NUM_MESSAGES = "LZ_KAFKA_BATCH_NUM_MESSAGES" [F O W] default "1";
         /// Longest a consumer fetch waits for data (`fetch.wait.max.ms`); bounds how
         /// late a consumer sees a new message.
         KAFKA_FETCH_WAIT_MAX_MS = "LZ_KAFKA_FETCH_WAIT_MAX_MS" [F O W] default "20";
@@ -332,15 +332,15 @@ crate::declare_settings! {
         ALLOWED_REPO_HOSTS = "LZ_ALLOWED_REPO_HOSTS" [F W] computed "empty (any host)";
         /// Longest job `url`. (The four limits are also parsed by the worker, which
         /// does not use them.)
-        MAX_URL_BYTES = "LZ_MAX_URL_BYTES" [F] default "2048";
+        MAX_URL_BYTES = "LZ_MAX_URL_BYTES" [F W] default "2048";
         /// Most arguments after splitting `args`.
-        MAX_ARGS = "LZ_MAX_ARGS" [F] default "256";
+        MAX_ARGS = "LZ_MAX_ARGS" [F W] default "256";
         /// Largest total size of the arguments.
-        MAX_ARGS_BYTES = "LZ_MAX_ARGS_BYTES" [F] default "16384";
+        MAX_ARGS_BYTES = "LZ_MAX_ARGS_BYTES" [F W] default "16384";
         /// Largest `config` text (objects are measured after serialisation). Keep it
         /// below `LZ_MAX_BODY_BYTES`, or the body limit answers first (413 instead of
         /// 400).
-        MAX_CONFIG_BYTES = "LZ_MAX_CONFIG_BYTES" [F] default "262144";
+        MAX_CONFIG_BYTES = "LZ_MAX_CONFIG_BYTES" [F W] default "262144";
     }
 }
 

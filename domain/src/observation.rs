@@ -3,38 +3,49 @@
 
 use serde::{Deserialize, Serialize};
 
+/// One observer window. The first five fields keep the original service's
+/// names. The three rates are counts of events in the window (not per
+/// second): divide by `windowMs` / 1000 for a rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Observation {
     /// Jobs queued in the window.
     pub avg_rate_of_arrival: f64,
     /// Jobs that started in the window.
     pub avg_rate_of_service: f64,
-    /// Jobs that ended in the window.
+    /// Jobs that ended (succeeded, failed or cancelled) in the window.
     pub avg_rate_of_finished: f64,
-    /// Mean elapsed seconds of the jobs that ended in the window; 0 if none.
+    /// Mean `elapsedSeconds` of the jobs that ended in the window; 0 if
+    /// none did.
     pub avg_response_time: f64,
-    /// Window end, milliseconds since the epoch.
+    /// End of the window, milliseconds since the Unix epoch.
     pub timestamp: i64,
-    /// Window length in milliseconds.
+    /// Window length in milliseconds (`REFRESH_RATE`).
     #[serde(default)]
     pub window_ms: u64,
-    /// Jobs waiting in the jobs topic (consumer lag of the workers' group).
+    /// Jobs waiting in the jobs topic: the consumer lag of the workers'
+    /// group.
     #[serde(default)]
     pub backlog: u64,
     /// Members of the workers' consumer group.
     #[serde(default)]
     pub workers: u32,
+    /// Partitions of the jobs topic.
     #[serde(default)]
     pub partitions: u32,
+    /// The scaling decision taken on this window, if any.
     #[serde(default)]
     pub decision: Option<ScaleDecision>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleDecision {
+    /// Workers when the decision was taken.
     pub current: u32,
+    /// Workers the platform should run.
     pub desired: u32,
     pub reason: String,
 }

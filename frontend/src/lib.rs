@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod openapi;
 pub mod recorder;
 pub mod routes;
 pub mod settings;

@@ -14,6 +14,7 @@ use mongodb::Database;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use utoipa_actix_web::AppExt;
 
 use crate::auth::Oidc;
 use crate::error::ApiError;
@@ -81,6 +82,9 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
+                .into_utoipa_app()
+                .configure(routes::configure)
+                .into_app()
                 .wrap(from_fn(count_request))
                 .app_data(state.clone())
                 .app_data(oidc.clone())
@@ -90,7 +94,6 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("invalid path: {e}")).into()
                 }))
-                .configure(routes::configure)
                 .default_service(web::to(no_such_route))
         })
         .workers(settings.http_workers)

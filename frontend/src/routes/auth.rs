@@ -35,6 +35,17 @@ pub async fn login(oidc: &Oidc, username: &str, password: &str) -> Result<HttpRe
 }
 
 /// Login with a form or JSON body `{username, password}`.
+#[utoipa::path(
+    post,
+    path = "/auth/token",
+    operation_id = "login",
+    tags = ["auth"],
+    summary = "Log in with a username and password",
+    description = "Exchanges the credentials for an access token at the OIDC provider (the password grant of the API's confidential client). A body with `Content-Type: application/x-www-form-urlencoded` is read as a form; any other body is read as JSON.",
+    request_body(description = "", content((crate::openapi::schemas::Credentials = "application/x-www-form-urlencoded"), (crate::openapi::schemas::Credentials = "application/json"))),
+    responses((status = 200, response = crate::openapi::responses::Token), (status = 400, description = "The body is neither a form nor JSON with non-empty `username` and `password`.", body = crate::openapi::schemas::Error, content_type = "application/json", example = json!({"error": "bad_request", "message": "the form needs `username` and `password` fields"})), (status = 401, response = crate::openapi::responses::LoginRefused), (status = 413, description = "The body is larger than 16 KiB.", body = crate::openapi::schemas::Error, content_type = "application/json", example = json!({"error": "payload_too_large", "message": "the request body is larger than 16384 bytes"})), (status = 503, response = crate::openapi::responses::Unavailable)),
+    security(()),
+)]
 #[post("/auth/token")]
 pub async fn login_with_body(
     oidc: web::Data<Oidc>,

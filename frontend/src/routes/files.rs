@@ -71,6 +71,16 @@ pub async fn log_file(
     stream_object(state, &log_key(record.id, stream), stream.file_name()).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/files/{path}",
+    operation_id = "jobFile",
+    tags = ["files"],
+    summary = "Download an output file",
+    description = "One of the files the job wrote under `output/`; the name must be one of the job's `files`.",
+    params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f"), ("path" = String, Path, description = "The file's path relative to `output/`, as listed in `files`. It may span several URL segments for subfolders (`plots/a.png`): the route takes the rest of the URL. Percent-encode each segment (the `outputFiles` links already are).", example = "result.csv")),
+    responses((status = 200, response = crate::openapi::responses::Download), (status = 400, response = crate::openapi::responses::BadFileName), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::FileNotFound), (status = 503, response = crate::openapi::responses::Unavailable)),
+)]
 #[get("/api/jobs/{id}/files/{path:.*}")]
 pub async fn job_file(
     state: State,
@@ -88,6 +98,15 @@ pub struct LogQuery {
 }
 
 /// The run's standard output (default) or error: `?stream=stderr`.
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}/logs",
+    operation_id = "jobLogs",
+    tags = ["files"],
+    summary = "Download the run's standard output or error",
+    params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f"), ("stream" = Option<String>, Query, description = "`stdout` (default) or `stderr`; `stdout.log` and `stderr.log` are accepted too.")),
+    responses((status = 200, description = "The log, streamed (`Content-Disposition: attachment; filename=\"stdout.log\"` or `\"stderr.log\"`).", body = String, content_type = "text/plain", headers(("Content-Disposition" = String))), (status = 400, description = "`stream` is not `stdout` or `stderr`.", body = crate::openapi::schemas::Error, content_type = "application/json", example = json!({"error": "bad_request", "message": "`stream` must be stdout or stderr"})), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, description = "No such job for the caller, or the log is not stored yet (the job has not run, or is still running).", body = crate::openapi::schemas::Error, content_type = "application/json", example = json!({"error": "not_found", "message": "the file is not stored (yet)"})), (status = 503, response = crate::openapi::responses::Unavailable)),
+)]
 #[get("/api/jobs/{id}/logs")]
 pub async fn job_logs(
     state: State,

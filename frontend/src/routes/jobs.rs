@@ -7,6 +7,7 @@ use common::{timestamp, JobId, JobRecord, JobSpec, JobState};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::{parse_json_body, State};
 use crate::auth::Caller;
@@ -20,34 +21,58 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// A job record as the API shows it.
-#[derive(Serialize)]
+/// A job as the API shows it. Links are built from `LZ_PUBLIC_URL` or,
+/// when unset, from the scheme and host of the request. Timestamps are
+/// RFC 3339 in UTC with exactly three fractional digits.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
+    #[schema(value_type = uuid::Uuid)]
     id: JobId,
     status: JobState,
-    /// Download URLs of the output files.
+    /// Download URLs of the output files (`/api/jobs/{id}/files/{path}`,
+    /// each path segment percent-encoded), in the order of `files`.
     output_files: Vec<String>,
-    /// The output files' paths relative to `output/`.
+    /// The output files' paths relative to the job's `output/` folder
+    /// (subfolders separated by `/`). Empty until the job has finished.
     files: Vec<String>,
-    /// Download URLs of the run's logs (once the job ran).
+    /// Present once the job has started (it has a start time, or it ended
+    /// with an exit code); absent before. The logs are stored when the run
+    /// ends, so until then the links answer 404, and so do they for a job
+    /// that failed before its script started (for example in the clone).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::openapi::schemas::JobLinks>)]
     logs: Option<serde_json::Value>,
+    /// The token subject (`sub`) of the submitter: the tenant.
     owner: String,
+    /// The submitter's `preferred_username` (the subject if the token has
+    /// none); for display only.
     username: String,
+    /// The repository URL with any credentials replaced by `***`.
     url: String,
+    /// The arguments after splitting.
     args: Vec<String>,
+    /// The text written to `config.json` (an object submitted as `config`
+    /// appears serialised).
     config: Option<String>,
     #[serde(with = "timestamp")]
     submitted_at: chrono::DateTime<chrono::Utc>,
+    /// When the latest attempt started.
     #[serde(with = "timestamp::option")]
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(with = "timestamp::option")]
     finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The start script's exit code.
     exit_code: Option<i32>,
+    /// Why the job failed or was cancelled, in words a user can act on.
     error: Option<String>,
+    /// Seconds the worker spent on the job (clone, run and upload), to the
+    /// millisecond.
     elapsed_seconds: Option<f64>,
+    /// The worker that ran (or runs) the job.
     worker_id: Option<String>,
+    /// 0 until a worker starts the job; then how many times the worker that
+    /// ran it received it (normally 1).
     attempt: u32,
 }
 
@@ -129,6 +154,16 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(JobView::new(record, &state.base_url(req))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/jobs",
+    operation_id = "createJob",
+    tags = ["jobs"],
+    summary = "Submit a job",
+    description = "Records the job as `queued` and puts it on the jobs topic; the answer comes only after both succeeded. If queueing fails the record is removed again and the answer is 503.",
+    request_body(content = crate::openapi::schemas::JobSubmission, content_type = "application/json", description = "A JSON job. The `Content-Type` header is not checked; the body is read as JSON. Bodies over `LZ_MAX_BODY_BYTES` (default 1 MiB) answer 413."),
+    responses((status = 201, description = "Recorded and queued.", body = crate::openapi::schemas::JobCreated, content_type = "application/json", headers(("Location" = String, description = "URL of the new job (`/api/jobs/{id}`)."))), (status = 400, response = crate::openapi::responses::BadSubmission), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 413, response = crate::openapi::responses::PayloadTooLarge), (status = 503, response = crate::openapi::responses::Unavailable)),
+)]
 #[post("/api/jobs")]
 pub async fn create_job(
     state: State,
@@ -179,6 +214,15 @@ impl ListQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/jobs",
+    operation_id = "listJobs",
+    tags = ["jobs"],
+    summary = "List the caller's jobs",
+    params(("status" = Option<common::JobState>, Query, description = "Only jobs in this state. Empty means all."), ("page" = Option<u64>, Query, description = "1-based page number; 0 is taken as 1."), ("per_page" = Option<u64>, Query, description = "Jobs per page, 1 to 100. `perPage` is accepted too.")),
+    responses((status = 200, description = "One page of the caller's jobs, newest first.", body = crate::openapi::schemas::JobPage, content_type = "application/json"), (status = 400, response = crate::openapi::responses::BadQuery), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 503, response = crate::openapi::responses::Unavailable)),
+)]
 #[get("/api/jobs")]
 pub async fn list_jobs(
     state: State,
@@ -197,6 +241,15 @@ pub async fn list_jobs(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/jobs/{id}",
+    operation_id = "getJob",
+    tags = ["jobs"],
+    summary = "One job",
+    params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f")),
+    responses((status = 200, response = crate::openapi::responses::JobView), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::JobNotFound), (status = 503, response = crate::openapi::responses::Unavailable)),
+)]
 #[get("/api/jobs/{id}")]
 pub async fn get_job(
     state: State,
@@ -209,6 +262,16 @@ pub async fn get_job(
 
 /// Cancels the job (`docs/api.md` explains why DELETE cancels and keeps
 /// the record).
+#[utoipa::path(
+    delete,
+    path = "/api/jobs/{id}",
+    operation_id = "deleteJob",
+    tags = ["jobs"],
+    summary = "Cancel a job",
+    description = "Cancels a queued or running job of the caller. The request is first published on the ignore topic that every worker reads. A queued job is then marked `cancelled` at once (200) and never runs; a job already taken by a worker is stopped by that worker, which records `cancelled` (202). The record itself is kept.",
+    params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f")),
+    responses((status = 200, response = crate::openapi::responses::Cancelled), (status = 202, response = crate::openapi::responses::CancelRequested), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::JobNotFound), (status = 409, response = crate::openapi::responses::AlreadyFinished), (status = 503, response = crate::openapi::responses::Unavailable)),
+)]
 #[delete("/api/jobs/{id}")]
 pub async fn delete_job(
     state: State,

@@ -49,9 +49,10 @@ impl AppState {
 
 pub type State = web::Data<AppState>;
 
-/// Every route the API serves. (Order matters only where patterns overlap:
-/// none do.)
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Every route the API serves. Registered through `utoipa_actix_web`, each
+/// must carry its `#[utoipa::path]`, so the document lists every route.
+/// (Order matters only where patterns overlap: none do.)
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig<'_>) {
     cfg.service(health::health)
         .service(health::ready)
         .service(health::load)

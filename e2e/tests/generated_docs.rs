@@ -1,6 +1,8 @@
-//! `docs/configuration.md` (its table) and `docs/settings.json` are
-//! generated from the settings declarations of every crate. This test fails
-//! when either is out of date; `make docs` (`LZ_BLESS=1`) rewrites them.
+//! Documents generated from the code: `docs/configuration.md` (its table)
+//! and `docs/settings.json` from the settings declarations of every crate,
+//! `docs/openapi.json` from the API's routes and types. These tests fail
+//! when a committed copy is out of date; `make docs` (`LZ_BLESS=1`) rewrites
+//! them.
 
 use std::path::PathBuf;
 
@@ -70,4 +72,19 @@ fn every_setting_is_declared_once() {
         }
     }
     assert!(seen.len() > 60, "only {} settings found", seen.len());
+}
+
+#[test]
+fn the_committed_api_document_is_the_one_the_code_generates() {
+    let path = docs().join("openapi.json");
+    let wanted = frontend::openapi::json();
+    if bless() {
+        std::fs::write(&path, &wanted).expect("write docs/openapi.json");
+    } else {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            text == wanted,
+            "docs/openapi.json is out of date: run `make docs`"
+        );
+    }
 }
