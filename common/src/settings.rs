@@ -576,7 +576,13 @@ mod tests {
         assert_eq!(o.issuer, "http://127.0.0.1:8180/realms/lanzadera");
         let p = JobPolicy::from_env(&env).unwrap();
         assert!(!p.repos.allow_insecure);
-        assert_eq!(p.limits, SpecLimits::default());
+        let limits = SpecLimits {
+            max_url_bytes: 2048,
+            max_args: 256,
+            max_args_bytes: 16 * 1024,
+            max_config_bytes: 256 * 1024,
+        };
+        assert_eq!(p.limits, limits);
     }
 
     #[test]

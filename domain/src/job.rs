@@ -63,6 +63,10 @@ pub struct SpecLimits {
     pub max_config_bytes: usize,
 }
 
+/// The operator's defaults live in the settings declarations
+/// (`common::settings::JOB_POLICY`); these are the same numbers for the
+/// parser's own tests.
+#[cfg(test)]
 impl Default for SpecLimits {
     fn default() -> Self {
         Self {

@@ -48,19 +48,24 @@ fn the_configuration_table_is_generated_from_the_declarations() {
     }
 }
 
-#[test]
-fn the_settings_list_for_tools_is_generated_from_the_declarations() {
-    let path = docs().join("settings.json");
-    let wanted = reference_json(&groups());
+/// Rewrites `name` under `docs/` with `wanted` (bless), or fails when the
+/// committed copy differs.
+fn check_or_bless(name: &str, wanted: &str) {
+    let path = docs().join(name);
     if bless() {
-        std::fs::write(&path, &wanted).expect("write docs/settings.json");
+        std::fs::write(&path, wanted).unwrap_or_else(|e| panic!("write docs/{name}: {e}"));
     } else {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             text == wanted,
-            "docs/settings.json is out of date: run `make docs`"
+            "docs/{name} is out of date: run `make docs`"
         );
     }
+}
+
+#[test]
+fn the_settings_list_for_tools_is_generated_from_the_declarations() {
+    check_or_bless("settings.json", &reference_json(&groups()));
 }
 
 #[test]
@@ -76,15 +81,5 @@ fn every_setting_is_declared_once() {
 
 #[test]
 fn the_committed_api_document_is_the_one_the_code_generates() {
-    let path = docs().join("openapi.json");
-    let wanted = frontend::openapi::json();
-    if bless() {
-        std::fs::write(&path, &wanted).expect("write docs/openapi.json");
-    } else {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            text == wanted,
-            "docs/openapi.json is out of date: run `make docs`"
-        );
-    }
+    check_or_bless("openapi.json", &frontend::openapi::json());
 }

@@ -36,20 +36,6 @@ pub struct Policy {
     pub assumed_job_seconds: f64,
 }
 
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            min_workers: 1,
-            max_workers: 10,
-            target_drain_seconds: 60.0,
-            target_utilisation: 0.8,
-            scale_down_stabilisation_ms: 60_000,
-            partition_factor: 2,
-            assumed_job_seconds: 30.0,
-        }
-    }
-}
-
 /// What the decision looks at, measured by the caller.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Load {

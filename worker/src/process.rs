@@ -96,13 +96,9 @@ pub async fn run<S>(spec: &RunSpec<'_>, interrupt: impl Future<Output = S>) -> R
     end
 }
 
-async fn run_stage<S, I: Future<Output = S>>(
-    spec: &RunSpec<'_>,
-    stage: &Stage,
-    stdout: LogFile,
-    stderr: LogFile,
-    interrupt: &mut std::pin::Pin<&mut I>,
-) -> (RunEnd<S>, LogFile, LogFile) {
+/// The stage's command: its own process group, the job's environment only,
+/// and killed if the worker dies.
+fn stage_command(spec: &RunSpec<'_>, stage: &Stage) -> Command {
     let mut cmd = stage.command();
     cmd.current_dir(spec.repo)
         .env_clear()
@@ -125,7 +121,17 @@ async fn run_stage<S, I: Future<Output = S>>(
     unsafe {
         cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
     }
-    let mut child = match cmd.spawn() {
+    cmd
+}
+
+async fn run_stage<S, I: Future<Output = S>>(
+    spec: &RunSpec<'_>,
+    stage: &Stage,
+    stdout: LogFile,
+    stderr: LogFile,
+    interrupt: &mut std::pin::Pin<&mut I>,
+) -> (RunEnd<S>, LogFile, LogFile) {
+    let mut child = match stage_command(spec, stage).spawn() {
         Ok(child) => child,
         Err(e) => {
             return (
@@ -144,36 +150,7 @@ async fn run_stage<S, I: Future<Output = S>>(
         .stderr
         .take()
         .map(|pipe| tokio::spawn(stderr.drain(pipe)));
-
-    let mut size_check = tokio::time::interval(Duration::from_secs(1));
-    size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let end = loop {
-        tokio::select! {
-            status = child.wait() => break match status {
-                Ok(s) => match (s.code(), s.signal()) {
-                    (Some(code), _) => RunEnd::Exited(code),
-                    (None, Some(signal)) => RunEnd::Signalled(signal),
-                    (None, None) => RunEnd::Exited(-1),
-                },
-                Err(e) => RunEnd::CouldNotStart(format!("waiting for the script failed: {e}")),
-            },
-            _ = tokio::time::sleep_until(spec.deadline) => {
-                kill_group(group, &mut child, Duration::ZERO).await;
-                break RunEnd::TimedOut;
-            }
-            why = interrupt.as_mut() => {
-                kill_group(group, &mut child, Duration::from_secs(2)).await;
-                break RunEnd::Interrupted(why);
-            }
-            _ = size_check.tick(), if spec.max_output_bytes > 0 => {
-                let bytes = dir_size(spec.output_dir.to_path_buf()).await;
-                if bytes > spec.max_output_bytes {
-                    kill_group(group, &mut child, Duration::ZERO).await;
-                    break RunEnd::OutputTooLarge(bytes);
-                }
-            }
-        }
-    };
+    let end = supervise(spec, &mut child, group, interrupt).await;
     // Whatever the shell left running in its group (background jobs,
     // daemons) goes with it, and so do the pipes they hold.
     if let Some(group) = group {
@@ -191,6 +168,45 @@ async fn run_stage<S, I: Future<Output = S>>(
                 LogFile::disabled(),
                 LogFile::disabled(),
             )
+        }
+    }
+}
+
+/// Waits for the script's end, killing its group at the deadline, on an
+/// interrupt, or when `output/` outgrows its limit.
+async fn supervise<S, I: Future<Output = S>>(
+    spec: &RunSpec<'_>,
+    child: &mut Child,
+    group: Option<Pid>,
+    interrupt: &mut std::pin::Pin<&mut I>,
+) -> RunEnd<S> {
+    let mut size_check = tokio::time::interval(Duration::from_secs(1));
+    size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            status = child.wait() => return match status {
+                Ok(s) => match (s.code(), s.signal()) {
+                    (Some(code), _) => RunEnd::Exited(code),
+                    (None, Some(signal)) => RunEnd::Signalled(signal),
+                    (None, None) => RunEnd::Exited(-1),
+                },
+                Err(e) => RunEnd::CouldNotStart(format!("waiting for the script failed: {e}")),
+            },
+            _ = tokio::time::sleep_until(spec.deadline) => {
+                kill_group(group, child, Duration::ZERO).await;
+                return RunEnd::TimedOut;
+            }
+            why = interrupt.as_mut() => {
+                kill_group(group, child, Duration::from_secs(2)).await;
+                return RunEnd::Interrupted(why);
+            }
+            _ = size_check.tick(), if spec.max_output_bytes > 0 => {
+                let bytes = dir_size(spec.output_dir.to_path_buf()).await;
+                if bytes > spec.max_output_bytes {
+                    kill_group(group, child, Duration::ZERO).await;
+                    return RunEnd::OutputTooLarge(bytes);
+                }
+            }
         }
     }
 }

@@ -204,7 +204,11 @@ impl JobRunner {
                 "output/ grew to {bytes} bytes, over the limit of {} bytes; the job was killed",
                 self.settings.max_output_bytes
             )),
-            RunEnd::Interrupted(stop) => return Err(stop.outcome("running")),
+            // A cancelled run's partial results are still stored (see
+            // `store_results`); only a shutdown skips them, handing the job
+            // back to run again elsewhere.
+            RunEnd::Interrupted(Stop::Cancelled) => Report::cancelled("cancelled while running"),
+            RunEnd::Interrupted(Stop::Shutdown) => return Err(Outcome::HandedBack),
             RunEnd::CouldNotStart(message) => Report::failed(message),
         })
     }
