@@ -28,8 +28,8 @@ const LEEWAY_SECS: u64 = 30;
 /// A verified token is remembered this long at most (and never past its
 /// expiry), so polling clients do not pay a signature check per request.
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
-/// Bound on remembered tokens; the memo is emptied when it fills.
-const VERIFIED_MAX: usize = 50_000;
+/// Bound on remembered tokens; the least used go first when it fills.
+const VERIFIED_MAX: u64 = 50_000;
 /// An unknown key id triggers a JWKS refresh at most this often, so forged
 /// tokens with random `kid`s cannot make us hammer the provider.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
@@ -52,7 +52,8 @@ pub struct Oidc {
     http: reqwest::Client,
     discovery: OnceCell<Discovery>,
     keys: RwLock<KeyCache>,
-    verified: std::sync::RwLock<HashMap<String, (Caller, Instant)>>,
+    /// Verified tokens and until when each may be trusted without a check.
+    verified: moka::sync::Cache<String, (Caller, Instant)>,
 }
 
 /// Who is calling: the token's subject is the tenant.
@@ -123,7 +124,10 @@ impl Oidc {
             http,
             discovery: OnceCell::new(),
             keys: RwLock::new(KeyCache::default()),
-            verified: std::sync::RwLock::new(HashMap::new()),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_MAX)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         })
     }
 
@@ -213,11 +217,11 @@ impl Oidc {
     /// Verifies a bearer access token and returns the caller it names.
     pub async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let now = Instant::now();
-        if let Ok(memo) = self.verified.read() {
-            if let Some((caller, until)) = memo.get(token) {
-                if *until > now {
-                    return Ok(caller.clone());
-                }
+        if let Some((caller, until)) = self.verified.get(token) {
+            // A token that expires within the memo's lifetime is trusted
+            // only until its own expiry.
+            if until > now {
+                return Ok(caller);
             }
         }
         let (caller, exp) = self.verify_fully(token).await?;
@@ -225,15 +229,10 @@ impl Oidc {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let remaining = Duration::from_secs((exp + LEEWAY_SECS).saturating_sub(unix_now));
-        if let Ok(mut memo) = self.verified.write() {
-            if memo.len() >= VERIFIED_MAX {
-                memo.clear();
-            }
-            memo.insert(
-                token.to_string(),
-                (caller.clone(), now + remaining.min(VERIFIED_TTL)),
-            );
-        }
+        self.verified.insert(
+            token.to_string(),
+            (caller.clone(), now + remaining.min(VERIFIED_TTL)),
+        );
         Ok(caller)
     }
 
