@@ -30,22 +30,15 @@ fn bless() -> bool {
 
 #[test]
 fn the_configuration_table_is_generated_from_the_declarations() {
-    let path = docs().join("configuration.md");
-    let text = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    let text =
+        std::fs::read_to_string(docs().join("configuration.md")).expect("docs/configuration.md");
     let (start, end) = match (text.find(BEGIN), text.find(END)) {
         (Some(start), Some(end)) if start < end => (start + BEGIN.len(), end),
         _ => panic!("docs/configuration.md lacks the generated-table markers"),
     };
-    let wanted = reference_table(&groups());
-    if bless() {
-        let updated = format!("{}{wanted}{}", &text[..start], &text[end..]);
-        std::fs::write(&path, updated).expect("write docs/configuration.md");
-    } else {
-        assert!(
-            text[start..end] == wanted,
-            "docs/configuration.md is out of date: run `make docs`"
-        );
-    }
+    let table = reference_table(&groups());
+    let wanted = format!("{}{table}{}", &text[..start], &text[end..]);
+    check_or_bless("configuration.md", &wanted);
 }
 
 /// Rewrites `name` under `docs/` with `wanted` (bless), or fails when the

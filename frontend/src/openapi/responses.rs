@@ -2,6 +2,8 @@
 //! answers carry the `Error` schema and an example of what the API really
 //! says.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Type,
@@ -25,11 +27,11 @@ fn json_of(schema: &str) -> ContentBuilder {
     ContentBuilder::new().schema(Some(Ref::from_schema_name(schema)))
 }
 
-/// An `Error` answer with one example, or several named ones.
-fn error(description: &str, examples: &[(&str, Value)]) -> Response {
+/// A JSON answer of `schema`, with one example or several named ones.
+fn answer(description: &str, schema: &str, examples: &[(&str, Value)]) -> Response {
     let content = match examples {
-        [(_, only)] => json_of("Error").example(Some(only.clone())),
-        many => json_of("Error").examples_from_iter(many.iter().map(|(name, value)| {
+        [(_, only)] => json_of(schema).example(Some(only.clone())),
+        many => json_of(schema).examples_from_iter(many.iter().map(|(name, value)| {
             (
                 name.to_string(),
                 utoipa::openapi::example::ExampleBuilder::new()
@@ -42,6 +44,11 @@ fn error(description: &str, examples: &[(&str, Value)]) -> Response {
         .description(description)
         .content("application/json", content.build())
         .build()
+}
+
+/// An `Error` answer with its examples.
+fn error(description: &str, examples: &[(&str, Value)]) -> Response {
+    answer(description, "Error", examples)
 }
 
 /// The `WWW-Authenticate: Bearer` header of a 401.
@@ -59,10 +66,7 @@ fn www_authenticate(response: Response) -> Response {
 }
 
 fn body(description: &str, schema: &str) -> Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content("application/json", json_of(schema).build())
-        .build()
+    answer(description, schema, &[])
 }
 
 component!(
@@ -172,34 +176,23 @@ component!(
 
 component!(Token, body("Logged in.", "TokenResponse",));
 
-component!(JobView, {
-    let examples = [
-        (
-            "succeeded",
-            json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "succeeded", "outputFiles": ["http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/result.csv", "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/plots/speed%20up.png"], "files": ["result.csv", "plots/speed up.png"], "logs": {"stdout": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stdout", "stderr": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stderr"}, "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://***@git.example.com/alice/heat-sim.git", "args": ["--steps", "1000", "--title", "two words"], "config": "{\"grid\":64}", "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": "2026-03-02T10:15:30.480Z", "finishedAt": "2026-03-02T10:15:42.903Z", "exitCode": 0, "error": null, "elapsedSeconds": 12.423, "workerId": "worker-7c9f", "attempt": 1}),
-        ),
-        (
-            "queued",
-            json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "queued", "outputFiles": [], "files": [], "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://github.com/acme/heat-sim.git", "args": [], "config": null, "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": null, "finishedAt": null, "exitCode": null, "error": null, "elapsedSeconds": null, "workerId": null, "attempt": 0}),
-        ),
-    ];
-    ResponseBuilder::new()
-        .description("The job.")
-        .content(
-            "application/json",
-            json_of("JobView")
-                .examples_from_iter(examples.into_iter().map(|(name, value)| {
-                    (
-                        name,
-                        utoipa::openapi::example::ExampleBuilder::new()
-                            .value(Some(value))
-                            .build(),
-                    )
-                }))
-                .build(),
-        )
-        .build()
-});
+component!(
+    JobView,
+    answer(
+        "The job.",
+        "JobView",
+        &[
+            (
+                "succeeded",
+                json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "succeeded", "outputFiles": ["http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/result.csv", "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/plots/speed%20up.png"], "files": ["result.csv", "plots/speed up.png"], "logs": {"stdout": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stdout", "stderr": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stderr"}, "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://***@git.example.com/alice/heat-sim.git", "args": ["--steps", "1000", "--title", "two words"], "config": "{\"grid\":64}", "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": "2026-03-02T10:15:30.480Z", "finishedAt": "2026-03-02T10:15:42.903Z", "exitCode": 0, "error": null, "elapsedSeconds": 12.423, "workerId": "worker-7c9f", "attempt": 1}),
+            ),
+            (
+                "queued",
+                json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "queued", "outputFiles": [], "files": [], "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://github.com/acme/heat-sim.git", "args": [], "config": null, "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": null, "finishedAt": null, "exitCode": null, "error": null, "elapsedSeconds": null, "workerId": null, "attempt": 0}),
+            ),
+        ],
+    )
+);
 
 component!(Download, {
     let disposition = HeaderBuilder::new()
@@ -215,3 +208,34 @@ component!(Download, {
         .content("*/*", ContentBuilder::new().schema(Some(binary)).build())
         .build()
 });
+
+/// The answers of routes that answer alike (a route and its compatibility
+/// twin), as one list of references to the components above.
+macro_rules! answers {
+    ($name:ident: $($status:literal => $component:ident),+ $(,)?) => {
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                // The name comes from the component itself, so a reference
+                // cannot name a component that does not exist.
+                [$(($status, <$component as ToResponse<'_>>::response().0)),+]
+                    .into_iter()
+                    .map(|(status, name)| (status.to_string(), RefOr::Ref(Ref::from_response_name(name))))
+                    .collect()
+            }
+        }
+    };
+}
+
+answers!(OneJob: "200" => JobView, "401" => Unauthorized, "404" => JobNotFound, "503" => Unavailable);
+
+answers!(CancelAnswers:
+    "200" => Cancelled, "202" => CancelRequested, "401" => Unauthorized,
+    "404" => JobNotFound, "409" => AlreadyFinished, "503" => Unavailable,
+);
+
+answers!(OutputFile:
+    "200" => Download, "400" => BadFileName, "401" => Unauthorized,
+    "404" => FileNotFound, "503" => Unavailable,
+);

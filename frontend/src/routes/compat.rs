@@ -76,7 +76,7 @@ pub async fn status_all(
     summary = "One job (compatibility route)",
     description = "Same as `GET /api/jobs/{id}`.",
     params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f")),
-    responses((status = 200, response = crate::openapi::responses::JobView), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::JobNotFound), (status = 503, response = crate::openapi::responses::Unavailable)),
+    responses(crate::openapi::responses::OneJob),
 )]
 #[get("/api/status/{id}")]
 pub async fn status_one(
@@ -96,7 +96,7 @@ pub async fn status_one(
     summary = "Cancel a job (compatibility route)",
     description = "Same as `DELETE /api/jobs/{id}`, with the original service's method and path.",
     params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f")),
-    responses((status = 200, response = crate::openapi::responses::Cancelled), (status = 202, response = crate::openapi::responses::CancelRequested), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::JobNotFound), (status = 409, response = crate::openapi::responses::AlreadyFinished), (status = 503, response = crate::openapi::responses::Unavailable)),
+    responses(crate::openapi::responses::CancelAnswers),
 )]
 #[get("/api/deleteJob/{id}")]
 pub async fn delete_job(
@@ -117,7 +117,7 @@ pub async fn delete_job(
     summary = "Download an output file or a log (compatibility route)",
     description = "The original service's download. `{file}` is an output file's path as in `GET /api/jobs/{id}/files/{path}`; `stdout.log` and `stderr.log` name the run's logs unless the job wrote output files with those names.",
     params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f"), ("file" = String, Path, description = "An output file's path relative to `output/` (may span several URL segments), or `stdout.log` / `stderr.log`.", example = "result.csv")),
-    responses((status = 200, response = crate::openapi::responses::Download), (status = 400, response = crate::openapi::responses::BadFileName), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::FileNotFound), (status = 503, response = crate::openapi::responses::Unavailable)),
+    responses(crate::openapi::responses::OutputFile),
 )]
 #[get("/api/results/{id}/{file:.*}")]
 pub async fn results(

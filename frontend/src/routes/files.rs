@@ -79,7 +79,7 @@ pub async fn log_file(
     summary = "Download an output file",
     description = "One of the files the job wrote under `output/`; the name must be one of the job's `files`.",
     params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f"), ("path" = String, Path, description = "The file's path relative to `output/`, as listed in `files`. It may span several URL segments for subfolders (`plots/a.png`): the route takes the rest of the URL. Percent-encode each segment (the `outputFiles` links already are).", example = "result.csv")),
-    responses((status = 200, response = crate::openapi::responses::Download), (status = 400, response = crate::openapi::responses::BadFileName), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::FileNotFound), (status = 503, response = crate::openapi::responses::Unavailable)),
+    responses(crate::openapi::responses::OutputFile),
 )]
 #[get("/api/jobs/{id}/files/{path:.*}")]
 pub async fn job_file(

@@ -248,7 +248,7 @@ pub async fn list_jobs(
     tags = ["jobs"],
     summary = "One job",
     params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f")),
-    responses((status = 200, response = crate::openapi::responses::JobView), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::JobNotFound), (status = 503, response = crate::openapi::responses::Unavailable)),
+    responses(crate::openapi::responses::OneJob),
 )]
 #[get("/api/jobs/{id}")]
 pub async fn get_job(
@@ -270,7 +270,7 @@ pub async fn get_job(
     summary = "Cancel a job",
     description = "Cancels a queued or running job of the caller. The request is first published on the ignore topic that every worker reads. A queued job is then marked `cancelled` at once (200) and never runs; a job already taken by a worker is stopped by that worker, which records `cancelled` (202). The record itself is kept.",
     params(("id" = String, Path, description = "The job id (a UUID). Anything that is not a UUID answers 404, like an unknown id.", example = "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f")),
-    responses((status = 200, response = crate::openapi::responses::Cancelled), (status = 202, response = crate::openapi::responses::CancelRequested), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 404, response = crate::openapi::responses::JobNotFound), (status = 409, response = crate::openapi::responses::AlreadyFinished), (status = 503, response = crate::openapi::responses::Unavailable)),
+    responses(crate::openapi::responses::CancelAnswers),
 )]
 #[delete("/api/jobs/{id}")]
 pub async fn delete_job(
