@@ -115,14 +115,29 @@ pub async fn produce_json<T: Serialize>(
     key: &str,
     value: &T,
 ) -> Result<(), ProduceError> {
-    let payload = serde_json::to_vec(value)?;
-    producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(&payload),
-            Duration::from_secs(5),
-        )
+    produce_json_at(producer, topic, None, key, value)
         .await
         .map(|_| ())
+}
+
+/// The same to a chosen partition (or the key's), answering where the
+/// record landed: `(partition, offset)`.
+pub async fn produce_json_at<T: Serialize>(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    value: &T,
+) -> Result<(i32, i64), ProduceError> {
+    let payload = serde_json::to_vec(value)?;
+    let mut record = FutureRecord::to(topic).key(key).payload(&payload);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    producer
+        .send(record, Duration::from_secs(5))
+        .await
+        .map(|d| (d.partition, d.offset))
         .map_err(|(e, _)| ProduceError::Kafka(e))
 }
 
@@ -165,8 +180,20 @@ impl Publisher {
         key: &str,
         value: &T,
     ) -> Result<(), ProduceError> {
+        self.send_json_at(topic, None, key, value).await.map(|_| ())
+    }
+
+    /// `send_json` to a chosen partition (or the key's), answering where
+    /// the record landed: `(partition, offset)`.
+    pub async fn send_json_at<T: Serialize>(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: &T,
+    ) -> Result<(i32, i64), ProduceError> {
         let producer = self.producer();
-        let result = produce_json(&producer, topic, key, value).await;
+        let result = produce_json_at(&producer, topic, partition, key, value).await;
         let Err(ProduceError::Kafka(e)) = &result else {
             return result;
         };
@@ -178,7 +205,7 @@ impl Publisher {
             self.renew(&producer, &format!("{code:?}: {reason}"));
         } else if fenced {
             self.renew(&producer, &e.to_string());
-            return produce_json(&self.producer(), topic, key, value).await;
+            return produce_json_at(&self.producer(), topic, partition, key, value).await;
         }
         result
     }

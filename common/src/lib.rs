@@ -5,6 +5,7 @@
 //! service has one import root; code that needs only the domain depends on
 //! `domain` directly.
 
+pub mod ignore;
 pub mod kafka;
 pub mod mongo;
 pub mod provision;
@@ -12,8 +13,10 @@ pub mod settings;
 pub mod storage;
 pub mod telemetry;
 
-pub use domain::{events, job, layout, observation, record, secret, state, timestamp};
+pub use domain::{dispatch, events, job, layout, observation, record, secret, state, timestamp};
 pub use domain::{
-    CancelRequest, JobId, JobMessage, JobRecord, JobSpec, JobState, LogStream, Observation,
-    OutputPath, RepoPolicy, RepoUrl, ScaleDecision, Secret, SpecError, SpecLimits, StatusEvent,
+    CancelRequest, Claim, ClaimBook, Directive, Heartbeat, IgnoreRecord, JobId, JobMessage,
+    JobRecord, JobSpec, JobState, Lease, LogStream, Observation, OutputPath, Release, RepoPolicy,
+    RepoUrl, Requeue, ScaleDecision, Secret, Source, SpecError, SpecLimits, StatusEvent,
+    StatusRecord, WorkerState,
 };

@@ -4,6 +4,7 @@
 //! only needs these types (a CLI, a test) depends on this crate alone and
 //! does not link librdkafka, the MongoDB driver or an S3 client.
 
+pub mod dispatch;
 pub mod events;
 pub mod job;
 pub mod layout;
@@ -13,6 +14,10 @@ pub mod secret;
 pub mod state;
 pub mod timestamp;
 
+pub use dispatch::{
+    Claim, ClaimBook, Directive, Heartbeat, IgnoreRecord, Lease, Release, Requeue, Source,
+    StatusRecord, WorkerState,
+};
 pub use events::{CancelRequest, JobMessage, StatusEvent};
 pub use job::{JobId, JobSpec, RepoPolicy, RepoUrl, SpecError, SpecLimits};
 pub use layout::{LogStream, OutputPath};

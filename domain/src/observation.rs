@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// One observer window. The first five fields keep the original service's
 /// names. The three rates are counts of events in the window (not per
 /// second): divide by `windowMs` / 1000 for a rate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Observation {
@@ -34,6 +34,32 @@ pub struct Observation {
     /// Partitions of the jobs topic.
     #[serde(default)]
     pub partitions: u32,
+    /// Job slots of the live workers, as their heartbeats tell
+    /// (`docs/dispatch.md`); 0 before any heartbeat.
+    #[serde(default)]
+    pub slots: u32,
+    /// Slots running a job.
+    #[serde(default)]
+    pub slots_busy: u32,
+    #[serde(default)]
+    pub slots_free: u32,
+    /// Workers whose heartbeat is younger than the lease time.
+    #[serde(default)]
+    pub live_workers: u32,
+    /// Workers heard from before whose heartbeats stopped.
+    #[serde(default)]
+    pub silent_workers: u32,
+    /// Partitions last listed by a silent worker and by no live one: their
+    /// jobs are taken by other workers (stealing).
+    #[serde(default)]
+    pub orphaned_partitions: Vec<i32>,
+    /// Running jobs covered by a lease.
+    #[serde(default)]
+    pub leases: u32,
+    /// Jobs this observer queued again after their lease lapsed, since it
+    /// started.
+    #[serde(default)]
+    pub requeued: u64,
     /// The scaling decision taken on this window, if any.
     #[serde(default)]
     pub decision: Option<ScaleDecision>,

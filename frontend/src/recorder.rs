@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use common::settings::KafkaSettings;
-use common::StatusEvent;
+use common::{StatusEvent, StatusRecord};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::Message;
 use tokio::sync::watch;
@@ -35,8 +35,13 @@ pub async fn run(
                 continue;
             }
         };
-        match message.payload().map(serde_json::from_slice::<StatusEvent>) {
-            Some(Ok(event)) => apply_until_done(&store, &event, &mut stop).await,
+        match message.payload().map(StatusRecord::parse) {
+            Some(Ok(StatusRecord::Event(event))) => {
+                apply_until_done(&store, &event, &mut stop).await
+            }
+            // Workers' heartbeats share the topic (`docs/dispatch.md`);
+            // they change no record.
+            Some(Ok(StatusRecord::Heartbeat(_) | StatusRecord::Other(_))) => {}
             // Nothing can ever apply a malformed event: skip it, loudly.
             Some(Err(e)) => {
                 tracing::error!(error = %e, offset = message.offset(), "unreadable status event skipped")

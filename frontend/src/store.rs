@@ -135,6 +135,9 @@ impl JobStore {
                 set.insert("error", error.clone());
             }
             if event.attempt > 0 {
+                // The end of an attempt the observer has since queued
+                // again (its worker stopped renewing the lease) is stale.
+                filter.insert("attempt", doc! {"$lte": i64::from(event.attempt)});
                 set.insert("attempt", i64::from(event.attempt));
             }
         }

@@ -4,6 +4,8 @@
 
 pub mod actuator;
 pub mod cluster;
+pub mod fleet;
+pub mod leases;
 pub mod observer;
 pub mod routes;
 pub mod settings;
@@ -13,10 +15,11 @@ pub mod window;
 
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use common::ignore::IgnoreLog;
 use common::provision::Provisioner;
 use common::{kafka, mongo};
 use mongodb::Database;
@@ -25,6 +28,8 @@ use tokio::task::JoinHandle;
 
 use crate::actuator::Actuator;
 use crate::cluster::ClusterProbe;
+use crate::fleet::Fleet;
+use crate::leases::{Judge, SharedFleet, Verdicts};
 use crate::observer::{Desired, Observer};
 pub use crate::settings::Settings;
 use crate::store::ObservationStore;
@@ -34,6 +39,7 @@ pub struct Application {
     server: Server,
     observer: JoinHandle<()>,
     actuator: JoinHandle<()>,
+    judge: JoinHandle<()>,
     stop: watch::Sender<bool>,
 }
 
@@ -89,13 +95,33 @@ impl Application {
             decisions_rx,
             settings.actuator_resync,
         ));
-        let observer = Observer::new(settings, probe, store, decisions_tx, desired);
+        let fleet = Arc::new(Mutex::new(Fleet::new(
+            i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX),
+        )));
+        let verdicts = Arc::new(Mutex::new(Verdicts::default()));
+        let judge = tokio::spawn(judge(
+            settings.clone(),
+            db.clone(),
+            fleet.clone(),
+            verdicts.clone(),
+            stop_rx.clone(),
+        ));
+        let observer = Observer::new(
+            settings,
+            probe,
+            store,
+            decisions_tx,
+            desired,
+            fleet,
+            verdicts,
+        );
         let observer = tokio::spawn(observer.run(consumer, topics_ready, stop_rx));
         Ok(Self {
             port,
             server,
             observer,
             actuator,
+            judge,
             stop,
         })
     }
@@ -117,6 +143,7 @@ impl Application {
         };
         let _ = self.stop.send(true);
         let _ = self.observer.await;
+        let _ = self.judge.await;
         self.actuator.abort();
         result
     }
@@ -137,4 +164,50 @@ fn spawn_provisioning(settings: &Settings, db: &Database) -> oneshot::Receiver<(
         indexes.until_done().await;
     });
     topics_ready
+}
+
+/// The lease judge, once the topics exist and the ignore topic is read.
+async fn judge(
+    settings: Settings,
+    db: Database,
+    fleet: SharedFleet,
+    verdicts: Arc<Mutex<Verdicts>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ready = async {
+        Provisioner::new()
+            .topics(&settings.kafka)
+            .until_done()
+            .await;
+        loop {
+            match IgnoreLog::start(&settings.kafka).await {
+                Ok(log) => return log,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the ignore topic yet; leases are not judged");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            }
+        }
+    };
+    let log = tokio::select! {
+        _ = stop.changed() => return,
+        log = ready => log,
+    };
+    let producer = match kafka::Publisher::new(&settings.kafka) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create a producer: leases are not judged");
+            return;
+        }
+    };
+    let judge = Judge {
+        fleet,
+        log,
+        jobs: db.collection(mongo::JOBS),
+        producer,
+        kafka: settings.kafka.clone(),
+        max_attempts: settings.max_attempts,
+        verdicts,
+    };
+    judge.run(stop).await;
 }

@@ -4,10 +4,10 @@
 //! them and the outside world.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{Observation, ScaleDecision, StatusEvent};
+use common::{Observation, ScaleDecision, StatusRecord};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 use serde::Serialize;
@@ -15,9 +15,10 @@ use tokio::sync::{oneshot, watch};
 
 use crate::actuator::Actuator;
 use crate::cluster::{ClusterProbe, Growth};
+use crate::leases::{self, SharedFleet, Verdicts};
 use crate::settings::Settings;
 use crate::store::ObservationStore;
-use crate::strategy::{measure, Load, Strategy};
+use crate::strategy::{measure, Load, SlotLoad, Strategy};
 use crate::window::{Recorded, WindowStats, Windows};
 
 /// What `GET /metrics/desired` serves: `desiredReplicas` is the value
@@ -56,6 +57,9 @@ pub struct Observer {
     decisions: watch::Sender<Decided>,
     desired: SharedDesired,
     growth_unsupported: bool,
+    /// The workers' heartbeats and leases, shared with the lease judge.
+    fleet: SharedFleet,
+    verdicts: Arc<Mutex<Verdicts>>,
 }
 
 impl Observer {
@@ -65,6 +69,8 @@ impl Observer {
         store: ObservationStore,
         decisions: watch::Sender<Decided>,
         desired: SharedDesired,
+        fleet: SharedFleet,
+        verdicts: Arc<Mutex<Verdicts>>,
     ) -> Self {
         let refresh_ms = i64::try_from(settings.refresh.as_millis()).unwrap_or(i64::MAX);
         let retention_ms = i64::try_from(settings.late_retention.as_millis()).unwrap_or(i64::MAX);
@@ -78,6 +84,8 @@ impl Observer {
             decisions,
             desired,
             growth_unsupported: false,
+            fleet,
+            verdicts,
             settings,
         }
     }
@@ -128,13 +136,21 @@ impl Observer {
 
     fn on_payload(&mut self, payload: Option<&[u8]>) {
         let Some(payload) = payload else { return };
-        let event: StatusEvent = match serde_json::from_slice(payload) {
-            Ok(e) => e,
+        let event = match StatusRecord::parse(payload) {
+            Ok(StatusRecord::Event(e)) => e,
+            Ok(StatusRecord::Heartbeat(beat)) => {
+                leases::lock(&self.fleet).heartbeat(beat, now_ms());
+                return;
+            }
+            Ok(StatusRecord::Other(_)) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "skipping a status event that does not parse");
                 return;
             }
         };
+        if event.status.is_terminal() {
+            leases::lock(&self.fleet).ended(event.job_id, event.attempt);
+        }
         match self.windows.record(&event) {
             Recorded::Open | Recorded::Revised | Recorded::Duplicate => {}
             dropped @ (Recorded::TooOld | Recorded::TooFarAhead) => {
@@ -163,6 +179,8 @@ impl Observer {
                 None
             }
         };
+        let fleet = leases::lock(&self.fleet).view(now);
+        let requeued = leases::verdicts(&self.verdicts).requeued;
         for stats in closed.closed {
             let mut observation = stats.to_observation();
             if let Some(c) = cluster {
@@ -170,10 +188,23 @@ impl Observer {
                 observation.workers = c.workers;
                 observation.partitions = c.partitions;
             }
+            observation.slots = fleet.slots;
+            observation.slots_busy = fleet.busy;
+            observation.slots_free = fleet.slots.saturating_sub(fleet.busy);
+            observation.live_workers = fleet.live_workers;
+            observation.silent_workers = fleet.silent_workers;
+            observation.orphaned_partitions = fleet.orphaned.clone();
+            observation.leases = fleet.leases;
+            observation.requeued = requeued;
             self.recent.insert(stats.start_ms, (stats, observation));
             if stats.start_ms == last {
                 if let Some(c) = cluster {
-                    self.decide(stats, c.backlog, c.workers, c.partitions).await;
+                    let slots = (fleet.per_worker > 0).then_some(SlotLoad {
+                        per_worker: fleet.per_worker,
+                        busy: fleet.busy,
+                    });
+                    self.decide(stats, c.backlog, c.workers, c.partitions, slots)
+                        .await;
                 }
             }
             if let Some((_, observation)) = self.recent.get(&stats.start_ms) {
@@ -187,7 +218,14 @@ impl Observer {
         }
     }
 
-    async fn decide(&mut self, stats: WindowStats, backlog: u64, workers: u32, partitions: u32) {
+    async fn decide(
+        &mut self,
+        stats: WindowStats,
+        backlog: u64,
+        workers: u32,
+        partitions: u32,
+        slots: Option<SlotLoad>,
+    ) {
         let history: Vec<WindowStats> = self.recent.values().map(|(s, _)| *s).collect();
         let (arrival_per_second, job_seconds) = measure(
             &history,
@@ -202,6 +240,7 @@ impl Observer {
             job_seconds,
             workers,
             partitions,
+            slots,
         };
         let decision = self.strategy.decide(stats.end_ms(), &load);
         if let Some(wanted) = decision.partitions_wanted {

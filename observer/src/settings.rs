@@ -45,6 +45,12 @@ common::declare_settings! {
         SCALE_DOWN_STABILISATION_MS = "LZ_SCALE_DOWN_STABILISATION_MS" [O] default "60000";
         /// Service time assumed before any job has finished (positive).
         ASSUMED_JOB_SECONDS = "LZ_ASSUMED_JOB_SECONDS" [O] default "30";
+        /// A running job whose worker has not renewed its lease (heartbeat) for this long
+        /// is queued again (see `docs/dispatch.md`).
+        LEASE_MS = "LZ_LEASE_MS" [O] default "6000";
+        /// Attempts a job gets when its workers keep dying under it; then it fails with
+        /// the reason.
+        MAX_ATTEMPTS = "LZ_MAX_ATTEMPTS" [O] default "3";
         /// Grow the jobs topic when partitions fall behind `desired ×
         /// PARTITION_FACTOR`.
         GROW_PARTITIONS = "LZ_GROW_PARTITIONS" [O] default "true";
@@ -123,6 +129,8 @@ pub struct Settings {
     /// A decision is sent again after this long even if unchanged, so a
     /// replica count changed by hand or a lost request is corrected.
     pub actuator_resync: Duration,
+    pub lease: Duration,
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +236,8 @@ impl Settings {
             probe_timeout: env.millis(&KAFKA_PROBE_TIMEOUT_MS)?,
             actuator: ActuatorSettings::from_env(env, Path::new(IN_CLUSTER_DIR))?,
             actuator_resync: env.millis(&ACTUATOR_RESYNC_MS)?,
+            lease: env.millis(&LEASE_MS)?.max(Duration::from_millis(500)),
+            max_attempts: env.parse::<u32>(&MAX_ATTEMPTS)?.max(1),
         })
     }
 }

@@ -49,6 +49,18 @@ pub struct Load {
     pub workers: u32,
     /// Partitions of the jobs topic; 0 when unknown.
     pub partitions: u32,
+    /// The workers' slots as their heartbeats tell; `None` before any
+    /// heartbeat (one slot per worker is assumed then).
+    pub slots: Option<SlotLoad>,
+}
+
+/// Slots of the live workers (`docs/dispatch.md` §8).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlotLoad {
+    /// The most slots any live worker has: what a new worker will bring.
+    pub per_worker: u32,
+    /// Slots running a job now.
+    pub busy: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -102,24 +114,35 @@ pub fn recommend(load: &Load, policy: &Policy) -> (u32, String) {
     } else {
         0.0
     };
-    let busy = load.backlog.min(u64::from(load.workers));
+    let per_worker = load.slots.map_or(1, |s| s.per_worker.max(1));
+    let busy = match load.slots {
+        Some(s) => load.backlog.min(u64::from(s.busy)),
+        None => load.backlog.min(u64::from(load.workers)),
+    };
     let waiting = load.backlog - busy;
     let for_arrivals = arrival * job_seconds / policy.target_utilisation;
     let for_backlog = waiting as f64 * job_seconds / policy.target_drain_seconds;
-    let need = (for_arrivals + for_backlog).ceil().max(busy as f64);
+    let need_slots = (for_arrivals + for_backlog).ceil().max(busy as f64);
     // The float is clamped before the cast so that no input can wrap it.
-    let need = need.min(f64::from(u32::MAX)) as u32;
+    let need_slots = need_slots.min(f64::from(u32::MAX)) as u32;
+    let need = need_slots.div_ceil(per_worker);
     let bounded = need.clamp(
         policy.min_workers,
         policy.max_workers.max(policy.min_workers),
     );
     let mut reason = format!(
         "{waiting} waiting + {busy} running, {arrival:.2} jobs/s arriving, {job_seconds:.1} s per job{}: \
-         {for_arrivals:.2} workers for arrivals at {:.0}% utilisation + {for_backlog:.2} to drain in {:.0} s \
-         => {need}",
+         {for_arrivals:.2} {unit} for arrivals at {:.0}% utilisation + {for_backlog:.2} to drain in {:.0} s \
+         => {need_slots}{per}",
         if load.job_seconds.is_none() { " (assumed)" } else { "" },
         policy.target_utilisation * 100.0,
         policy.target_drain_seconds,
+        unit = if per_worker > 1 { "slots" } else { "workers" },
+        per = if per_worker > 1 {
+            format!(" slots => {need} workers of {per_worker} slots")
+        } else {
+            String::new()
+        },
     );
     if bounded != need {
         reason.push_str(&format!(
@@ -225,6 +248,7 @@ mod tests {
             job_seconds,
             workers,
             partitions,
+            slots: None,
         }
     }
 
@@ -284,6 +308,36 @@ mod tests {
                 load: load(30, 0.5, Some(5.0), 1, 16),
                 policy: p.clone(),
                 desired: 8,
+                partitions_wanted: None,
+            },
+            Case {
+                name: "slots: 30 waiting + 4 running on workers of 4 slots, 5 s jobs -> 30*5/30 = 5, at least 4 busy -> 5 slots -> 2 workers",
+                load: Load {
+                    slots: Some(SlotLoad { per_worker: 4, busy: 4 }),
+                    ..load(34, 0.0, Some(5.0), 1, 8)
+                },
+                policy: p.clone(),
+                desired: 2,
+                partitions_wanted: None,
+            },
+            Case {
+                name: "slots: 8 busy on 4-slot workers, nothing waiting -> 2 workers kept",
+                load: Load {
+                    slots: Some(SlotLoad { per_worker: 4, busy: 8 }),
+                    ..load(8, 0.0, Some(60.0), 2, 8)
+                },
+                policy: p.clone(),
+                desired: 2,
+                partitions_wanted: None,
+            },
+            Case {
+                name: "slots: 2 jobs/s of 4 s at 80% = 10 slots -> 3 workers of 4",
+                load: Load {
+                    slots: Some(SlotLoad { per_worker: 4, busy: 0 }),
+                    ..load(0, 2.0, Some(4.0), 1, 8)
+                },
+                policy: p.clone(),
+                desired: 3,
                 partitions_wanted: None,
             },
             Case {

@@ -67,22 +67,22 @@ impl WindowStats {
             avg_response_time: self.mean_elapsed(),
             timestamp: self.end_ms(),
             window_ms: u64::try_from(self.length_ms).unwrap_or(0),
-            backlog: 0,
-            workers: 0,
-            partitions: 0,
-            decision: None,
+            ..Observation::default()
         }
     }
 
     /// Copies the counts of `self` into an observation stored earlier for
     /// the same window, keeping what the caller added to it.
     pub fn revise(&self, stored: &Observation) -> Observation {
+        let fresh = self.to_observation();
         Observation {
-            backlog: stored.backlog,
-            workers: stored.workers,
-            partitions: stored.partitions,
-            decision: stored.decision.clone(),
-            ..self.to_observation()
+            avg_rate_of_arrival: fresh.avg_rate_of_arrival,
+            avg_rate_of_service: fresh.avg_rate_of_service,
+            avg_rate_of_finished: fresh.avg_rate_of_finished,
+            avg_response_time: fresh.avg_response_time,
+            timestamp: fresh.timestamp,
+            window_ms: fresh.window_ms,
+            ..stored.clone()
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct Platform {
     /// Where each service's log is written (`<name>.log`).
     pub logs: PathBuf,
     pub services: Vec<Service>,
+    /// The variables every service got.
+    env: Vec<(String, String)>,
+    workers: usize,
 }
 
 impl Platform {
@@ -75,26 +78,45 @@ impl Platform {
             logs,
             namespace,
             services: Vec::new(),
+            env: env.clone(),
+            workers: 0,
         };
         platform.spawn("frontend", "lanzadera-frontend", &env, &[]);
-        for i in 1..=workers {
-            let id = format!("{}-worker-{i}", platform.namespace.name());
-            let dir = platform
-                .logs
-                .join(format!("work-{i}"))
-                .display()
-                .to_string();
-            platform.spawn(
-                &format!("worker-{i}"),
-                "lanzadera-worker",
-                &env,
-                &[("LZ_WORKER_ID", id), ("LZ_WORK_DIR", dir)],
-            );
+        for _ in 1..=workers {
+            platform.add_worker(&[]);
         }
         platform.spawn("observer", "lanzadera-observer", &env, &[]);
         platform.wait_ready().await;
         crate::repos::publish_examples(&platform.repos);
         platform
+    }
+
+    /// Starts one more worker, with `extra` variables on top of the
+    /// platform's; answers its service name (`worker-<n>`).
+    pub fn add_worker(&mut self, extra: &[(&str, &str)]) -> String {
+        self.workers += 1;
+        let i = self.workers;
+        let name = format!("worker-{i}");
+        let id = format!("{}-worker-{i}", self.namespace.name());
+        let dir = self.logs.join(format!("work-{i}")).display().to_string();
+        let mut own = vec![("LZ_WORKER_ID", id), ("LZ_WORK_DIR", dir)];
+        own.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        let env = self.env.clone();
+        self.spawn(&name, "lanzadera-worker", &env, &own);
+        name
+    }
+
+    /// The service called `name` (e.g. `worker-2`).
+    pub fn service(&mut self, name: &str) -> &mut Service {
+        self.services
+            .iter_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// Its `LZ_WORKER_ID`.
+    pub fn worker_id(&self, name: &str) -> String {
+        format!("{}-{name}", self.namespace.name())
     }
 
     fn spawn(&mut self, name: &str, bin: &str, env: &[(String, String)], own: &[(&str, String)]) {

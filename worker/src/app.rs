@@ -1,54 +1,71 @@
-//! The worker process: builds its clients from settings, then takes one job
-//! at a time from the jobs topic, runs it while the consumer keeps polling,
-//! and commits it once its end is published (see `docs/worker.md`).
+//! The worker process: builds its clients from settings, then runs up to
+//! `LZ_WORKER_SLOTS` jobs at once, taken from its partitions or stolen from
+//! busy or silent owners, each claimed before it runs, and commits each
+//! partition's done prefix (see `docs/dispatch.md` and `docs/worker.md`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use common::kafka::{self, Publisher};
 use common::provision::Provisioner;
-use common::{storage, JobId, JobMessage};
-use rdkafka::consumer::Consumer;
+use common::{storage, timestamp, JobId, JobMessage, Lease, Source, WorkerState};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::cancels::Cancels;
-use crate::consumer::{Running, WorkerContext};
-use crate::delivery::{Delivery, Position};
+use crate::beat::Pulse;
+use crate::board::Board;
+use crate::consumer::WorkerContext;
+use crate::delivery::Delivery;
 use crate::git;
 use crate::lifecycle::Lifecycle;
 use crate::outcome::Outcome;
 use crate::runner::JobRunner;
 use crate::settings::WorkerSettings;
+use crate::steal::{ReadBack, Tailer};
 
 /// See `Application::build`. Measured on an idle worker: 1.7 % of a core in
 /// all (mostly librdkafka fetching from tansu, which answers empty fetches at
 /// once), of which this tick is 0.15 % (1.55 % with a 1 s tick).
 const POLL_TICK: Duration = Duration::from_millis(25);
 
+/// How often the worker looks for a job to steal while it has a free slot,
+/// and how often the committed offsets follow the ledger.
+const STEAL_TICK: Duration = Duration::from_millis(50);
+const COMMIT_TICK: Duration = Duration::from_millis(100);
+
 pub struct Application {
     settings: Arc<WorkerSettings>,
     delivery: Delivery,
-    lifecycle: Lifecycle,
-    /// Deliveries of each job seen by this process, for `attempt`.
-    deliveries: HashMap<JobId, u32>,
+    work: Arc<Work>,
+    tailer: Tailer,
 }
 
-/// Where a shutdown stands while a job runs.
-struct Shutdown<'a, F> {
-    signal: Pin<&'a mut F>,
-    requested: bool,
+/// What every job's task shares.
+struct Work {
+    lifecycle: Lifecycle,
+    read_back: ReadBack,
+    pulse: Pulse,
+}
+
+/// A job's task as the delivery loop tracks it.
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    job: JobId,
+    source: Source,
+    /// From one of this worker's partitions (so in its ledger), not stolen.
+    own: bool,
 }
 
 impl Application {
-    /// Connects to the broker and storage, reads the cancel requests already
-    /// published, and joins the workers' group.
+    /// Connects to the broker and storage, reads the ignore topic up to its
+    /// end, and joins the workers' group.
     pub async fn build(settings: WorkerSettings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         git::init_timeouts();
@@ -67,11 +84,11 @@ impl Application {
             .await;
         let bucket = storage::bucket(&settings.s3).context("bucket settings")?;
         let producer = Publisher::new(&settings.kafka).context("kafka producer")?;
-        let cancels = Cancels::start(&settings.kafka)
+        let board = Board::start(&settings.kafka, producer.clone(), &settings.worker_id)
             .await
-            .context("cannot read the cancel topic")?;
+            .context("cannot read the ignore topic")?;
 
-        let context = WorkerContext::new();
+        let context = WorkerContext::new(&settings.kafka.jobs_topic);
         let max_poll = settings.max_poll_interval.as_millis().max(1000) as u64;
         // librdkafka refuses a session timeout above the poll interval.
         let session = u64::from(settings.kafka.session_timeout_ms).min(max_poll);
@@ -82,6 +99,13 @@ impl Application {
             // or two must not cost the worker its partitions.
             ("heartbeat.interval.ms", (session / 3).max(100).to_string()),
             ("client.id", settings.worker_id.clone()),
+            // Little read-ahead: what librdkafka fetched is not held (others
+            // may still steal it), but it need not fetch far ahead either.
+            ("queued.min.messages", "1".to_string()),
+            // With a one-message queue librdkafka's default (1 s) would hold
+            // the next fetch back a second after each delivery.
+            ("fetch.queue.backoff.ms", "10".to_string()),
+            ("max.partition.fetch.bytes", "65536".to_string()),
         ];
         if let Some(debug) = &settings.kafka_debug {
             overrides.push(("debug", debug.clone()));
@@ -96,30 +120,36 @@ impl Application {
         consumer
             .subscribe(&[&settings.kafka.jobs_topic])
             .context("cannot subscribe to the jobs topic")?;
+        let tailer = Tailer::start(&settings.kafka).context("cannot tail the jobs topic")?;
+        let read_back = ReadBack::new(&settings.kafka).context("kafka read-back consumer")?;
         // The consumer is polled at least this often, idle or busy:
         // librdkafka counts max.poll.interval.ms from the last poll, and the
         // StreamConsumer's waker can miss a new message when the queue held
         // an internal event (rust-rdkafka#665); the tick bounds that delay.
         let poll_tick = POLL_TICK.min(settings.max_poll_interval / 4);
-        tracing::info!(worker_id = %settings.worker_id, "worker ready");
+        tracing::info!(worker_id = %settings.worker_id, slots = settings.slots, "worker ready");
         Ok(Self {
             delivery: Delivery {
                 consumer,
                 context,
                 poll_tick,
-                max_buffered: settings.max_buffered_jobs,
+                topic: settings.kafka.jobs_topic.clone(),
             },
-            lifecycle: Lifecycle {
-                settings: settings.clone(),
-                producer,
-                runner: JobRunner {
+            work: Arc::new(Work {
+                lifecycle: Lifecycle {
                     settings: settings.clone(),
-                    bucket,
-                    cancels,
+                    producer,
+                    runner: JobRunner {
+                        settings: settings.clone(),
+                        bucket,
+                        board,
+                    },
                 },
-            },
+                read_back,
+                pulse: Pulse::new(settings.slots as u32),
+            }),
+            tailer,
             settings,
-            deliveries: HashMap::new(),
         })
     }
 
@@ -133,125 +163,349 @@ impl Application {
     }
 
     /// Takes and runs jobs until `shutdown` resolves, then lets the running
-    /// job finish within the grace period (or hands it back), and leaves the
-    /// group.
-    pub async fn run_until_stopped(
-        mut self,
-        shutdown: impl Future<Output = ()>,
-    ) -> anyhow::Result<()> {
+    /// jobs finish within the grace period (or hands them back), and leaves
+    /// the group.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
-        let mut shutdown = Shutdown {
-            signal: shutdown,
-            requested: false,
-        };
-        while !shutdown.requested {
-            let next = tokio::select! {
-                biased;
-                _ = shutdown.signal.as_mut() => break,
-                next = self.delivery.next() => next,
+        let settings = self.settings.clone();
+        let (beat_stop, beat_stop_rx) = watch::channel(false);
+        let beat = tokio::spawn(self.work.pulse.clone().run(
+            self.work.lifecycle.producer.clone(),
+            settings.kafka.status_topic.clone(),
+            settings.worker_id.clone(),
+            settings.heartbeat,
+            beat_stop_rx,
+        ));
+        let (grace_over, grace_rx) = watch::channel(false);
+        let mut slots = Slots::default();
+        let mut draining = false;
+        let mut grace_deadline: Option<Instant> = None;
+        let mut ticks = Ticks::new();
+        loop {
+            if !draining {
+                self.start_jobs(&mut slots, &grace_rx, &mut ticks);
+            }
+            let free = settings.slots.saturating_sub(slots.tasks.len());
+            let room = if draining {
+                0
+            } else {
+                free + settings.prefetch
             };
-            if let Some(message) = next {
-                self.handle(message, &mut shutdown).await;
+            self.delivery.fit(room);
+            self.update_vitals(&slots, draining);
+            if ticks.commit.elapsed() >= COMMIT_TICK {
+                self.delivery.commit_due(CommitMode::Async);
+                ticks.commit = Instant::now();
+            }
+            if draining && slots.tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut(), if !draining => {
+                    draining = true;
+                    // Held jobs stay open in the ledger: they are not
+                    // committed, so their partitions' next owners get them.
+                    self.delivery.context.state().held.clear();
+                    grace_deadline = Some(Instant::now() + settings.shutdown_grace);
+                    tracing::info!(
+                        running = slots.tasks.len(),
+                        grace_secs = settings.shutdown_grace.as_secs(),
+                        "shutting down: waiting for the running jobs"
+                    );
+                }
+                Some(joined) = slots.tasks.join_next_with_id(), if !slots.tasks.is_empty() => {
+                    self.settle(&mut slots, joined);
+                }
+                _ = sleep_until_opt(grace_deadline) => {
+                    tracing::warn!(running = slots.tasks.len(), "grace period over: stopping the jobs and handing them back");
+                    grace_over.send_replace(true);
+                    grace_deadline = None;
+                }
+                received = self.delivery.receive(), if !draining => {
+                    if let Some(message) = received {
+                        self.hold(message);
+                    }
+                }
+                _ = tokio::time::sleep(POLL_TICK), if draining => {}
             }
         }
-        self.lifecycle.runner.cancels.stop();
+        self.delivery.commit_due(CommitMode::Sync);
+        beat_stop.send_replace(true);
+        let _ = beat.await;
+        self.work.lifecycle.runner.board.stop();
+        self.tailer.stop();
         self.delivery.leave().await;
         Ok(())
     }
 
-    /// Runs the message's job while the consumer keeps polling, then
-    /// commits it unless it was handed back.
-    async fn handle<F: Future<Output = ()>>(
-        &mut self,
-        message: OwnedMessage,
-        shutdown: &mut Shutdown<'_, F>,
-    ) {
-        let at = Position::of(&message);
-        let Some(job) = message
-            .payload()
-            .and_then(|p| serde_json::from_slice::<JobMessage>(p).ok())
-        else {
-            // Nothing can run it and nobody can be told: skip it rather
-            // than block the partition.
-            tracing::error!(
-                partition = at.partition,
-                offset = at.offset,
-                "skipping a malformed job message"
-            );
-            self.delivery.commit(&at);
-            return;
-        };
-        let attempt = {
-            let seen = self.deliveries.entry(job.id).or_insert(0);
-            *seen += 1;
-            *seen
-        };
-        self.delivery.context.state().running = Some(Running {
-            topic: at.topic.clone(),
-            partition: at.partition,
-            offset: at.offset,
-            handed_over: false,
-        });
-        let outcome = self.supervise(&job, attempt, &at, shutdown).await;
-        self.settle(&job, &at, outcome).await;
-        self.delivery.after_job(shutdown.requested);
+    fn hold(&self, message: OwnedMessage) {
+        let mut state = self.delivery.context.state();
+        state.ledger.open(message.partition(), message.offset());
+        state.held.push_back(message);
     }
 
-    /// Runs the job to its outcome, buffering deliveries meanwhile and
-    /// starting the grace period when the shutdown signal comes.
-    async fn supervise<F: Future<Output = ()>>(
-        &self,
-        job: &JobMessage,
-        attempt: u32,
-        at: &Position,
-        shutdown: &mut Shutdown<'_, F>,
-    ) -> Outcome {
-        let (grace_over, grace_rx) = watch::channel(false);
-        let span = tracing::info_span!("job", job_id = %job.id, attempt, partition = at.partition, offset = at.offset);
-        let work = self
-            .lifecycle
-            .process(job, attempt, grace_rx)
-            .instrument(span);
-        tokio::pin!(work);
-        let mut grace_deadline: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                outcome = &mut work => return outcome,
-                received = self.delivery.receive() => {
-                    if let Some(message) = received {
-                        self.delivery.buffer(message);
-                    }
-                }
-                _ = shutdown.signal.as_mut(), if !shutdown.requested => {
-                    shutdown.requested = true;
-                    tracing::info!(
-                        grace_secs = self.settings.shutdown_grace.as_secs(),
-                        "shutting down: waiting for the running job"
+    /// Fills free slots: held jobs first, in order, then a job to steal.
+    fn start_jobs(&self, slots: &mut Slots, grace: &watch::Receiver<bool>, ticks: &mut Ticks) {
+        while slots.tasks.len() < self.settings.slots {
+            let next = self.delivery.context.state().held.pop_front();
+            if let Some(message) = next {
+                let source = Source {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                };
+                let Some(job) = parse(&message) else {
+                    // Nothing can run it and nobody can be told: skip it
+                    // rather than block the partition.
+                    tracing::error!(
+                        partition = source.partition,
+                        offset = source.offset,
+                        "skipping a malformed job message"
                     );
-                    grace_deadline = Some(Instant::now() + self.settings.shutdown_grace);
-                }
-                _ = sleep_until_opt(grace_deadline) => {
-                    tracing::warn!("grace period over: stopping the job and handing it back");
-                    grace_over.send_replace(true);
-                    grace_deadline = None;
+                    self.delivery
+                        .context
+                        .state()
+                        .ledger
+                        .done(source.partition, source.offset);
+                    continue;
+                };
+                let taken = Taken {
+                    job: job.id,
+                    source,
+                    own: true,
+                };
+                let work = self.work.clone();
+                let grace = grace.clone();
+                slots.start(
+                    taken,
+                    async move { work.run_copy(job, source, grace).await },
+                );
+                continue;
+            }
+            if ticks.steal.elapsed() < STEAL_TICK {
+                return;
+            }
+            ticks.steal = Instant::now();
+            if ticks.prune.elapsed() >= Duration::from_secs(1) {
+                self.tailer
+                    .prune(&self.work.lifecycle.runner.board.log().book());
+                ticks.prune = Instant::now();
+            }
+            let Some((job, source)) = self.pick_steal(&slots.jobs) else {
+                return;
+            };
+            let taken = Taken {
+                job,
+                source,
+                own: false,
+            };
+            let work = self.work.clone();
+            let grace = grace.clone();
+            slots.start(taken, async move { work.steal(job, source, grace).await });
+        }
+    }
+
+    /// A re-queued or handed-back job first (they wait longest), then the
+    /// oldest job on someone else's partition left unclaimed for longer
+    /// than an owner with a free slot would take.
+    fn pick_steal(&self, taking: &HashSet<JobId>) -> Option<(JobId, Source)> {
+        let own: HashSet<i32> = self
+            .delivery
+            .context
+            .state()
+            .owned
+            .iter()
+            .copied()
+            .collect();
+        let book = self.work.lifecycle.runner.board.log().book();
+        if let Some((job, _, source)) = book.pending().find(|(j, _, _)| !taking.contains(j)) {
+            return Some((job, source));
+        }
+        let min_age = self.settings.steal_after.as_millis() as i64;
+        let now = timestamp::now().timestamp_millis();
+        self.tailer.oldest_free(&book, &own, taking, now, min_age)
+    }
+
+    fn settle(
+        &self,
+        slots: &mut Slots,
+        joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+    ) {
+        let (id, outcome) = match joined {
+            Ok((id, outcome)) => (id, Some(outcome)),
+            Err(e) => (e.id(), None),
+        };
+        let Some(taken) = slots.finish(id) else {
+            return;
+        };
+        let Some(outcome) = outcome else {
+            // Its offset stays open: after a restart the job is delivered
+            // again, and its lease covers it meanwhile.
+            tracing::error!(job_id = %taken.job, "a job's task panicked");
+            return;
+        };
+        let done = !matches!(outcome, Outcome::HandedBack);
+        if taken.own && done {
+            let Source { partition, offset } = taken.source;
+            self.delivery.context.state().ledger.done(partition, offset);
+        }
+    }
+
+    fn update_vitals(&self, slots: &Slots, draining: bool) {
+        let (held, partitions) = {
+            let state = self.delivery.context.state();
+            (state.held.len() as u32, state.owned.clone())
+        };
+        let mut v = self.work.pulse.vitals();
+        v.busy = slots.tasks.len() as u32;
+        v.held = held;
+        v.partitions = partitions;
+        if draining {
+            v.state = WorkerState::Draining;
+        }
+    }
+}
+
+impl Work {
+    /// Reads a job back from its position, then runs it like one of ours.
+    async fn steal(
+        self: Arc<Self>,
+        job: JobId,
+        source: Source,
+        grace: watch::Receiver<bool>,
+    ) -> Outcome {
+        let work = self.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            work.read_back.read(source, Duration::from_secs(3))
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(message) = read.as_ref().and_then(parse).filter(|m| m.id == job) else {
+            tracing::warn!(job_id = %job, partition = source.partition, offset = source.offset, "cannot read the job back to run it");
+            return Outcome::Skipped;
+        };
+        tracing::debug!(job_id = %job, partition = source.partition, offset = source.offset, "taking a job that waited on another worker");
+        self.run_copy(message, source, grace).await
+    }
+
+    /// Claims the job's attempt and, if this worker won it, runs it under
+    /// a lease that the heartbeats carry.
+    async fn run_copy(
+        &self,
+        job: JobMessage,
+        source: Source,
+        grace: watch::Receiver<bool>,
+    ) -> Outcome {
+        let board = &self.lifecycle.runner.board;
+        let Some(attempt) = board.open_attempt(job.id) else {
+            return Outcome::Skipped;
+        };
+        loop {
+            match board.claim(job.id, attempt, source).await {
+                Ok(true) => break,
+                Ok(false) => return Outcome::Skipped,
+                // A claim is retried until the broker has it: whether a
+                // failed produce landed is unknown, and a claim won but not
+                // known would leave the job held by a live worker.
+                Err(e) => {
+                    if *grace.borrow() {
+                        return Outcome::HandedBack;
+                    }
+                    tracing::warn!(job_id = %job.id, error = %e, "claim not acknowledged; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
+        self.lease(&job, attempt, source, true);
+        let span = tracing::info_span!("job", job_id = %job.id, attempt, partition = source.partition, offset = source.offset);
+        let outcome = self
+            .lifecycle
+            .process(&job, attempt, grace)
+            .instrument(span)
+            .await;
+        self.lease(&job, attempt, source, false);
+        if outcome == Outcome::Superseded {
+            tracing::warn!(job_id = %job.id, attempt, "a later attempt was queued while this one ran (this worker had stopped renewing its lease): run stopped, superseded, nothing published");
+        }
+        if outcome == Outcome::HandedBack {
+            match board.release(job.id, attempt, source).await {
+                Ok(()) => {
+                    tracing::info!(job_id = %job.id, "job handed back: released for another worker")
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, error = %e, "job handed back but not released; its lease will queue it again")
+                }
+            }
+        }
+        outcome
     }
 
-    /// Commits an ended job; a handed-back one stays uncommitted, or is
-    /// queued again when its partition moved away mid-run (its offset was
-    /// committed then, so the group will not deliver it again).
-    async fn settle(&self, job: &JobMessage, at: &Position, outcome: Outcome) {
-        let running = self.delivery.context.state().running.take();
-        let handed_over = running.is_some_and(|r| r.handed_over);
-        match outcome {
-            Outcome::Ended(_) if !handed_over => self.delivery.commit(at),
-            Outcome::Ended(_) => {}
-            Outcome::HandedBack if handed_over => self.lifecycle.requeue(job).await,
-            Outcome::HandedBack => tracing::info!(job_id = %job.id, "job handed back uncommitted"),
+    fn lease(&self, job: &JobMessage, attempt: u32, source: Source, on: bool) {
+        {
+            let mut v = self.pulse.vitals();
+            if on {
+                v.leases.insert(
+                    job.id,
+                    Lease {
+                        job_id: job.id,
+                        attempt,
+                        source,
+                        since: timestamp::now(),
+                    },
+                );
+            } else {
+                v.leases.remove(&job.id);
+            }
+        }
+        self.pulse.changed();
+    }
+}
+
+/// The jobs running here, by task.
+#[derive(Default)]
+struct Slots {
+    tasks: JoinSet<Outcome>,
+    by_task: HashMap<tokio::task::Id, Taken>,
+    /// Jobs with a task here, so a job is not taken twice at once.
+    jobs: HashSet<JobId>,
+}
+
+impl Slots {
+    fn start(&mut self, taken: Taken, task: impl Future<Output = Outcome> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        self.by_task.insert(handle.id(), taken);
+        self.jobs.insert(taken.job);
+    }
+
+    fn finish(&mut self, id: tokio::task::Id) -> Option<Taken> {
+        let taken = self.by_task.remove(&id)?;
+        self.jobs.remove(&taken.job);
+        Some(taken)
+    }
+}
+
+struct Ticks {
+    steal: Instant,
+    prune: Instant,
+    commit: Instant,
+}
+
+impl Ticks {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            steal: now,
+            prune: now,
+            commit: now,
         }
     }
+}
+
+fn parse(message: &OwnedMessage) -> Option<JobMessage> {
+    message
+        .payload()
+        .and_then(|p| serde_json::from_slice::<JobMessage>(p).ok())
 }
 
 /// Job folders a previous process left behind (killed mid-job) in a work

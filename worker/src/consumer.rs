@@ -1,17 +1,13 @@
 //! What the worker's consumer does on rebalances, and the partition state it
-//! shares with the job loop.
+//! shares with the delivery loop (`docs/dispatch.md`).
 //!
-//! One job runs at a time. While it runs the consumer keeps polling, so
-//! librdkafka's poll clock never runs out and the group keeps the worker;
-//! messages that arrive meanwhile are buffered, and once the buffer is full
-//! every assigned partition is paused until it drains. (Pausing at every
-//! job would be simpler but costs about a second per job: librdkafka
-//! drops what it had fetched and only fetches again at its broker thread's
-//! next 1 s wake-up after the resume.) The running job's offset stays
-//! uncommitted. If the job's partition is taken away by a rebalance while
-//! the job runs, its offset is committed on the way out: the new owner
-//! starts after it, so the job is never run twice while this worker still
-//! runs it; this worker finishes it and publishes its end.
+//! Jobs fetched and not started yet are held here, at most as many as the
+//! free slots allow plus a small margin; past that the partitions are
+//! paused. Offsets are committed from the ledger: the lowest one not done,
+//! so a crash re-delivers every job that had not ended. On a revoke the
+//! held jobs of the lost partitions are dropped (their new owner gets them
+//! from the committed offset) and the ledger commits what it can; running
+//! jobs go on here under their claims, and the new owner skips them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,26 +17,17 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-/// The message whose job is running.
-#[derive(Debug, Clone)]
-pub struct Running {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    /// Its offset was committed when the partition was revoked: the end of
-    /// the job must not commit it again (the new owner may be further).
-    pub handed_over: bool,
-}
+use crate::ledger::Ledger;
 
 #[derive(Default)]
 pub struct PartitionState {
-    pub running: Option<Running>,
-    /// Messages delivered while a job ran; run next, in order, unless their
-    /// partition is revoked first.
-    pub buffered: VecDeque<OwnedMessage>,
-    /// Whether the assigned partitions are paused (buffer full: see
-    /// `WorkerSettings::max_buffered_jobs`).
+    /// Fetched and not started, in order.
+    pub held: VecDeque<OwnedMessage>,
+    pub ledger: Ledger,
+    /// Whether the assigned partitions are paused (no room to hold more).
     pub paused: bool,
+    /// Partitions assigned now.
+    pub owned: Vec<i32>,
     /// The offset each partition should deliver next, since the last
     /// rebalance: a delivery past it means the broker skipped records.
     next_offsets: HashMap<i32, i64>,
@@ -57,17 +44,31 @@ impl PartitionState {
     }
 }
 
+/// The commits `due` stands for, as one list.
+pub fn commit_list(topic: &str, due: &[(i32, i64, String)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (partition, offset, metadata) in due {
+        let mut e = tpl.add_partition(topic, *partition);
+        if e.set_offset(Offset::Offset(*offset)).is_ok() {
+            e.set_metadata(metadata.as_str());
+        }
+    }
+    tpl
+}
+
 #[derive(Clone)]
 pub struct WorkerContext {
     state: Arc<Mutex<PartitionState>>,
     assigned: watch::Sender<usize>,
+    topic: String,
 }
 
 impl WorkerContext {
-    pub fn new() -> Self {
+    pub fn new(topic: &str) -> Self {
         Self {
             state: Arc::default(),
             assigned: watch::channel(0).0,
+            topic: topic.to_string(),
         }
     }
 
@@ -83,12 +84,6 @@ impl WorkerContext {
     }
 }
 
-impl Default for WorkerContext {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ClientContext for WorkerContext {}
 
 impl ConsumerContext for WorkerContext {
@@ -96,35 +91,32 @@ impl ConsumerContext for WorkerContext {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        let gone = |topic: &str, partition: i32| revoked.find_partition(topic, partition).is_some();
-        let mut state = self.state();
-        state.buffered.retain(|m| !gone(m.topic(), m.partition()));
-        let Some(running) = state.running.as_mut() else {
-            return;
-        };
-        if running.handed_over || !gone(&running.topic, running.partition) {
-            return;
-        }
-        let mut tpl = TopicPartitionList::new();
-        let next = Offset::Offset(running.offset + 1);
-        if tpl
-            .add_partition_offset(&running.topic, running.partition, next)
-            .is_ok()
-        {
-            match consumer.commit(&tpl, CommitMode::Sync) {
-                Ok(()) => tracing::info!(
-                    partition = running.partition,
-                    offset = running.offset,
-                    "partition revoked while its job runs: offset committed, the job goes on here"
-                ),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    partition = running.partition,
-                    "partition revoked while its job runs and its offset could not be committed"
-                ),
+        let gone: Vec<i32> = revoked
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect();
+        let due = {
+            let mut state = self.state();
+            state.held.retain(|m| !gone.contains(&m.partition()));
+            let due: Vec<_> = state
+                .ledger
+                .due()
+                .into_iter()
+                .filter(|(p, _, _)| gone.contains(p))
+                .collect();
+            for p in &gone {
+                state.ledger.drop_partition(*p);
             }
+            due
+        };
+        if due.is_empty() {
+            return;
         }
-        running.handed_over = true;
+        if let Err(e) = consumer.commit(&commit_list(&self.topic, &due), CommitMode::Sync) {
+            tracing::warn!(error = %e, "partitions revoked and their offsets could not be committed");
+        }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -138,11 +130,16 @@ impl ConsumerContext for WorkerContext {
                         tracing::warn!(error = %e, "cannot pause newly assigned partitions");
                     }
                 }
-                let count = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-                tracing::info!(partitions = count, "partitions assigned");
-                self.assigned.send_replace(count);
+                let owned: Vec<i32> = consumer
+                    .assignment()
+                    .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default();
+                tracing::info!(partitions = owned.len(), "partitions assigned");
+                self.assigned.send_replace(owned.len());
+                self.state().owned = owned;
             }
             Rebalance::Revoke(_) => {
+                self.state().owned.clear();
                 self.assigned.send_replace(0);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),

@@ -1,51 +1,23 @@
-//! The worker's side of the jobs topic: receiving, buffering while a job
-//! runs, pausing and resuming, and committing. The rebalance callbacks and
+//! The worker's side of the jobs topic: receiving, pausing and resuming
+//! to hold no more than it has room for, and committing. The rebalance callbacks and
 //! the state they share with this are in `consumer.rs`.
 
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
 
-use crate::consumer::WorkerContext;
-
-/// Where a delivered message sits in its partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-}
-
-impl Position {
-    pub fn of(message: &OwnedMessage) -> Self {
-        Self {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-        }
-    }
-}
+use crate::consumer::{commit_list, WorkerContext};
 
 pub struct Delivery {
     pub consumer: StreamConsumer<WorkerContext>,
     pub context: WorkerContext,
     /// See `Application::build`.
     pub poll_tick: Duration,
-    pub max_buffered: usize,
+    pub topic: String,
 }
 
 impl Delivery {
-    /// The next job: a buffered one first, else one received within a poll
-    /// tick (`None` when nothing came).
-    pub async fn next(&self) -> Option<OwnedMessage> {
-        if let Some(message) = self.context.state().buffered.pop_front() {
-            return Some(message);
-        }
-        self.receive().await
-    }
-
     /// One poll of the consumer, bounded by the poll tick.
     pub async fn receive(&self) -> Option<OwnedMessage> {
         match tokio::time::timeout(self.poll_tick, self.consumer.recv()).await {
@@ -59,32 +31,16 @@ impl Delivery {
         }
     }
 
-    /// Keeps a message that arrived while a job runs; pauses every
-    /// partition once the buffer is full.
-    pub fn buffer(&self, message: OwnedMessage) {
-        let full = {
-            let mut state = self.context.state();
-            state.buffered.push_back(message);
-            state.buffered.len() >= self.max_buffered && !state.paused
-        };
-        if full {
-            self.pause_all();
-        }
-    }
-
-    /// After a job: drops the buffer on shutdown (those messages belong to
-    /// the group, not to us); otherwise resumes once the buffer is half
-    /// empty, so a deep backlog does not pause and resume at every job.
-    pub fn after_job(&self, shutting_down: bool) {
-        if shutting_down {
-            self.context.state().buffered.clear();
-            return;
-        }
-        let resume = {
+    /// Pauses every partition when `room` is used up, resumes them when
+    /// there is room again.
+    pub fn fit(&self, room: usize) {
+        let (held, paused) = {
             let state = self.context.state();
-            state.paused && state.buffered.len() <= self.max_buffered / 2
+            (state.held.len(), state.paused)
         };
-        if resume {
+        if held >= room && !paused {
+            self.pause_all();
+        } else if held < room && paused {
             self.resume_all();
         }
     }
@@ -105,24 +61,20 @@ impl Delivery {
         message.detach()
     }
 
-    pub fn commit(&self, at: &Position) {
-        let mut tpl = TopicPartitionList::new();
-        let next = Offset::Offset(at.offset + 1);
-        if tpl
-            .add_partition_offset(&at.topic, at.partition, next)
-            .is_err()
-        {
+    /// Commits what the ledger says is due. A failed commit only means
+    /// that jobs may be delivered again, where their claims skip them.
+    pub fn commit_due(&self, mode: CommitMode) {
+        let due = self.context.state().ledger.due();
+        if due.is_empty() {
             return;
         }
-        // A failed commit only means the job may run again after a
-        // rebalance; the recorder keeps its first end.
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
-            tracing::warn!(error = %e, partition = at.partition, offset = at.offset, "offset commit failed");
+        if let Err(e) = self.consumer.commit(&commit_list(&self.topic, &due), mode) {
+            tracing::warn!(error = %e, "offset commit failed");
         }
     }
 
     fn pause_all(&self) {
-        tracing::info!("job buffer full: partitions paused");
+        tracing::debug!("no room for more jobs: partitions paused");
         self.context.state().paused = true;
         if let Ok(assignment) = self.consumer.assignment() {
             if let Err(e) = self.consumer.pause(&assignment) {
@@ -132,7 +84,7 @@ impl Delivery {
     }
 
     fn resume_all(&self) {
-        tracing::info!("partitions resumed");
+        tracing::debug!("partitions resumed");
         self.context.state().paused = false;
         if let Ok(assignment) = self.consumer.assignment() {
             if let Err(e) = self.consumer.resume(&assignment) {

@@ -1,6 +1,7 @@
 //! One job's way through the lifecycle of `docs/contract.md` §3 as the
-//! worker sees it: the cancel check, the `running` event, the run, and the
-//! terminal event, each event published until the broker has it.
+//! worker sees it, once its claim is won: the cancel check, the `running`
+//! event, the run, and the terminal event, each event published until the
+//! broker has it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,8 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// From the cancel check to the acknowledged terminal event.
+    /// From the cancel check to the acknowledged terminal event. The
+    /// claim read back before this saw every cancel published before it.
     /// `grace_over` turns true when a shutdown's grace period is over.
     pub async fn process(
         &self,
@@ -29,11 +31,7 @@ impl Lifecycle {
         attempt: u32,
         grace_over: watch::Receiver<bool>,
     ) -> Outcome {
-        let cancels = &self.runner.cancels;
-        if let Err(e) = cancels.caught_up(Duration::from_secs(5)).await {
-            tracing::warn!(error = %e, "going on with the cancel requests read so far");
-        }
-        if cancels.is_cancelled(job.id) {
+        if self.runner.board.is_cancelled(job.id) {
             tracing::info!("cancelled before it started: skipped");
             let report = Report::cancelled("cancelled before it started");
             return self.end(job, attempt, report, None, &grace_over).await;
@@ -46,7 +44,7 @@ impl Lifecycle {
         tracing::info!(url = %job.redacted_url, "job started");
         let report = match self.runner.execute(job, attempt, grace_over.clone()).await {
             Outcome::Ended(report) => report,
-            Outcome::HandedBack => return Outcome::HandedBack,
+            other => return other,
         };
         let elapsed = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -114,27 +112,5 @@ impl Lifecycle {
                 }
             }
         }
-    }
-
-    /// Produces the job again for whichever worker comes next (its offset
-    /// was committed when its partition moved away mid-run).
-    pub async fn requeue(&self, job: &JobMessage) {
-        let topic = &self.settings.kafka.jobs_topic;
-        for _ in 0..3 {
-            match self
-                .producer
-                .send_json(topic, &job.id.to_string(), job)
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(job_id = %job.id, "job handed back: queued again");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(job_id = %job.id, error = %e, "cannot queue the job again")
-                }
-            }
-        }
-        tracing::error!(job_id = %job.id, "job handed back but not queued again: it will not run");
     }
 }

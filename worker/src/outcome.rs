@@ -10,8 +10,15 @@ pub enum Outcome {
     /// event is acknowledged the offset is committed.
     Ended(Report),
     /// The worker is shutting down and the job did not end within the grace
-    /// period: it goes back to the group uncommitted, to run elsewhere.
+    /// period: it is released (`docs/dispatch.md` §6), to run elsewhere.
     HandedBack,
+    /// Another worker holds the job's attempt (or it was cancelled before
+    /// anyone took it): this copy is skipped, nothing is published.
+    Skipped,
+    /// The observer queued the job again while it ran here (this worker
+    /// had stopped renewing its lease): the run was stopped and publishes
+    /// nothing, the later attempt is the one that counts.
+    Superseded,
 }
 
 /// What the user sees at the end of a run.
@@ -73,6 +80,8 @@ pub enum Stop {
     Cancelled,
     /// The worker is shutting down and the grace period is over.
     Shutdown,
+    /// A later attempt of the job was queued.
+    Superseded,
 }
 
 impl Stop {
@@ -81,6 +90,7 @@ impl Stop {
         match self {
             Self::Cancelled => Report::cancelled(&format!("cancelled while {doing}")).into(),
             Self::Shutdown => Outcome::HandedBack,
+            Self::Superseded => Outcome::Superseded,
         }
     }
 }

@@ -12,7 +12,7 @@ use s3::Bucket;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cancels::Cancels;
+use crate::board::Board;
 use crate::git::{self, CloneError};
 use crate::outcome::{Outcome, Report, Stop};
 use crate::package::Package;
@@ -25,7 +25,7 @@ const NO_FOLDER: &str = "the worker could not prepare a folder for the job; it c
 pub struct JobRunner {
     pub settings: Arc<WorkerSettings>,
     pub bucket: Box<Bucket>,
-    pub cancels: Cancels,
+    pub board: Board,
 }
 
 /// The folders of one run, under the worker's work folder.
@@ -67,7 +67,7 @@ impl JobRunner {
         let folders = Folders::new(self.settings.work_dir.join(job.id.to_string()));
         let outcome = match self.steps(job, attempt, &folders, shutdown).await {
             Ok(report) | Err(Outcome::Ended(report)) => Outcome::Ended(report),
-            Err(Outcome::HandedBack) => Outcome::HandedBack,
+            Err(other) => other,
         };
         let root = folders.root.clone();
         let removed = tokio::task::spawn_blocking(move || remove_dir(&root)).await;
@@ -86,7 +86,7 @@ impl JobRunner {
     ) -> Step<Report> {
         prepare(folders).await?;
         let phase = std::time::Instant::now();
-        self.clone_repo(job, &folders.repo, shutdown.clone())
+        self.clone_repo(job, attempt, &folders.repo, shutdown.clone())
             .await?;
         tracing::info!(ms = phase.elapsed().as_millis() as u64, "repository cloned");
         let package = read_package(&folders.repo).await?;
@@ -101,6 +101,7 @@ impl JobRunner {
     async fn clone_repo(
         &self,
         job: &JobMessage,
+        attempt: u32,
         repo: &Path,
         shutdown: watch::Receiver<bool>,
     ) -> Step<()> {
@@ -116,7 +117,7 @@ impl JobRunner {
         tokio::pin!(task);
         let stopped_by = tokio::select! {
             done = &mut task => return finish_clone(done),
-            why = self.stopped(job, shutdown) => Some(why),
+            why = self.stopped(job, attempt, shutdown) => Some(why),
             _ = tokio::time::sleep_until(deadline) => None,
         };
         // libgit2 notices the flag at its next progress callback; its own
@@ -176,7 +177,7 @@ impl JobRunner {
             user: settings.job_user,
         };
         let phase = std::time::Instant::now();
-        let end = process::run(&spec, self.stopped(job, shutdown)).await;
+        let end = process::run(&spec, self.stopped(job, attempt, shutdown)).await;
         tracing::info!(ms = phase.elapsed().as_millis() as u64, "scripts ended");
         self.report_of(end)
     }
@@ -208,7 +209,9 @@ impl JobRunner {
             // `store_results`); only a shutdown skips them, handing the job
             // back to run again elsewhere.
             RunEnd::Interrupted(Stop::Cancelled) => Report::cancelled("cancelled while running"),
-            RunEnd::Interrupted(Stop::Shutdown) => return Err(Outcome::HandedBack),
+            RunEnd::Interrupted(stop @ (Stop::Shutdown | Stop::Superseded)) => {
+                return Err(stop.outcome("running"))
+            }
             RunEnd::CouldNotStart(message) => Report::failed(message),
         })
     }
@@ -262,11 +265,16 @@ impl JobRunner {
         }
     }
 
-    /// Resolves when the job must stop: cancelled by its owner, or the
-    /// worker's grace period is over.
-    async fn stopped(&self, job: &JobMessage, mut shutdown: watch::Receiver<bool>) -> Stop {
+    /// Resolves when the job must stop: cancelled by its owner, a later
+    /// attempt queued, or the worker's grace period over.
+    async fn stopped(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Stop {
         tokio::select! {
-            _ = self.cancels.wait_for(job.id) => Stop::Cancelled,
+            why = self.board.interrupted(job.id, attempt) => why,
             _ = shutdown.wait_for(|over| *over) => Stop::Shutdown,
         }
     }

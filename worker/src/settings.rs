@@ -30,9 +30,16 @@ common::declare_settings! {
         /// librdkafka `max.poll.interval.ms` (at least 1000). The worker keeps polling
         /// while a job runs, so jobs may run longer than this.
         MAX_POLL_INTERVAL_MS = "LZ_MAX_POLL_INTERVAL_MS" [W] default "300000";
-        /// Jobs that arrive while one runs are kept in order, up to this many; then the
-        /// worker pauses its partitions until they drain.
-        MAX_BUFFERED_JOBS = "LZ_MAX_BUFFERED_JOBS" [W] default "64";
+        /// Jobs this worker runs at once, each in its own folder and process group.
+        SLOTS = "LZ_WORKER_SLOTS" [W] computed "the CPUs the process may use";
+        /// Jobs fetched beyond the free slots, ready to start the moment a slot frees;
+        /// past that the worker pauses its partitions (see `docs/dispatch.md`).
+        PREFETCH = "LZ_WORKER_PREFETCH" [W] default "1";
+        /// How often the worker publishes its heartbeat (slots, partitions, leases).
+        HEARTBEAT_MS = "LZ_HEARTBEAT_MS" [W] default "2000";
+        /// A job left unclaimed on another worker's partition for this long is taken by
+        /// a worker with a free slot.
+        STEAL_AFTER_MS = "LZ_STEAL_AFTER_MS" [W] default "300";
         /// `uid:gid` to run jobs as. Set it in production to an unprivileged user other
         /// than the worker's: a job running as the worker's own user could otherwise
         /// inspect the worker's process.
@@ -74,10 +81,14 @@ pub struct WorkerSettings {
     pub job_path: String,
     /// librdkafka `debug` contexts (e.g. `cgrp`), to diagnose the group.
     pub kafka_debug: Option<String>,
-    /// Job messages held while a job runs before the partitions are paused.
-    /// Messages are small (a url, args, config); the bound keeps memory flat
-    /// when a long job sits in front of a deep backlog.
-    pub max_buffered_jobs: usize,
+    /// Jobs run at once.
+    pub slots: usize,
+    /// Jobs held beyond the free slots.
+    pub prefetch: usize,
+    pub heartbeat: Duration,
+    /// Age of an unclaimed job on another worker's partition before this
+    /// worker takes it.
+    pub steal_after: Duration,
     /// Run jobs as this `uid:gid` (the worker must run as root). Without
     /// it a job runs as the worker's user and could read the worker's
     /// `/proc/<pid>/environ`, credentials included.
@@ -119,7 +130,13 @@ impl WorkerSettings {
             max_poll_interval: env.millis(&MAX_POLL_INTERVAL_MS)?,
             job_path: env.string(&JOB_PATH)?,
             kafka_debug: env.optional(&KAFKA_DEBUG),
-            max_buffered_jobs: env.parse::<usize>(&MAX_BUFFERED_JOBS)?.max(1),
+            slots: match env.optional(&SLOTS) {
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                Some(_) => env.parse::<usize>(&SLOTS)?.max(1),
+            },
+            prefetch: env.parse(&PREFETCH)?,
+            heartbeat: env.millis(&HEARTBEAT_MS)?.max(Duration::from_millis(100)),
+            steal_after: env.millis(&STEAL_AFTER_MS)?,
             job_user: match env.optional(&JOB_USER) {
                 None => None,
                 Some(raw) => Some(JobUser::parse(&raw).ok_or_else(|| {
@@ -152,6 +169,8 @@ mod tests {
         assert_eq!(s.max_poll_interval, Duration::from_secs(300));
         assert!(s.worker_id.ends_with(&format!("-{}", std::process::id())));
         assert!(!s.policy.repos.allow_insecure);
+        assert_eq!(s.slots, std::thread::available_parallelism().unwrap().get());
+        assert_eq!(s.prefetch, 1);
     }
 
     #[test]
@@ -163,6 +182,7 @@ mod tests {
             ("LZ_MAX_LOG_BYTES", "100"),
             ("LZ_MAX_POLL_INTERVAL_MS", "7000"),
             ("LZ_ALLOW_INSECURE_REPOS", "true"),
+            ("LZ_WORKER_SLOTS", "4"),
         ]))
         .unwrap();
         assert_eq!(s.worker_id, "w-1");
@@ -171,6 +191,7 @@ mod tests {
         assert_eq!(s.max_log_bytes, 100);
         assert_eq!(s.max_poll_interval, Duration::from_millis(7000));
         assert!(s.policy.repos.allow_insecure);
+        assert_eq!(s.slots, 4);
         assert!(
             WorkerSettings::from_env(&Env::from_pairs([("LZ_JOB_TIMEOUT_SECS", "x")])).is_err()
         );

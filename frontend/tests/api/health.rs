@@ -44,7 +44,7 @@ async fn load_needs_a_token_and_returns_the_newest_ten_observations() {
             backlog: 0,
             workers: 1,
             partitions: 2,
-            decision: None,
+            ..Observation::default()
         };
         observations.insert_one(o).await.unwrap();
     }

@@ -178,6 +178,17 @@ impl Stack {
     }
 
     pub async fn submit(&self, url: &str, args: &[&str], config: Option<&str>) -> JobId {
+        self.submit_to(None, url, args, config).await
+    }
+
+    /// `submit` to a chosen partition (or the key's).
+    pub async fn submit_to(
+        &self,
+        partition: Option<i32>,
+        url: &str,
+        args: &[&str],
+        config: Option<&str>,
+    ) -> JobId {
         let id = JobId::new();
         let message = JobMessage {
             id,
@@ -188,9 +199,10 @@ impl Stack {
             config: config.map(str::to_string),
             submitted_at: timestamp::now(),
         };
-        kafka::produce_json(
+        kafka::produce_json_at(
             &self.producer,
             &self.kafka.jobs_topic,
+            partition,
             &id.to_string(),
             &message,
         )
@@ -406,5 +418,21 @@ impl StatusLog {
             .into_iter()
             .find(|e| e.status == common::JobState::Running)
             .expect("running event")
+    }
+}
+
+/// Waits until each worker holds a partition and together they hold `total`.
+pub async fn wait_for_partitions(workers: &mut [&mut InProcessWorker], total: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: Vec<usize> = workers.iter().map(|w| *w.assigned.borrow()).collect();
+        if counts.iter().all(|c| *c > 0) && counts.iter().sum::<usize>() == total {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "partitions never spread: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

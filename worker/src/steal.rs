@@ -1,0 +1,225 @@
+//! Work stealing (`docs/dispatch.md` §4): every worker tails the whole jobs
+//! topic and keeps a small index of the jobs nobody has claimed yet, so
+//! that a worker with a free slot can take a job that waits on a busy or
+//! silent owner; and it reads single messages back by position, for those
+//! and for jobs the observer queued again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::settings::KafkaSettings;
+use common::{ClaimBook, JobId, Source};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A job seen on the jobs topic and not known to be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Seen {
+    /// Produce time (ms): the index is ordered oldest first.
+    at_ms: i64,
+    partition: i32,
+    offset: i64,
+}
+
+/// The jobs topic as a whole, read without a group.
+pub struct Tailer {
+    inner: Arc<TailInner>,
+}
+
+struct TailInner {
+    index: Mutex<BTreeMap<Seen, JobId>>,
+    consumer: BaseConsumer,
+    stop: AtomicBool,
+}
+
+impl Tailer {
+    /// Assigns every partition of the jobs topic from the workers' group's
+    /// committed offsets (everything below them is done) and starts the
+    /// reader thread.
+    pub fn start(kafka: &KafkaSettings) -> Result<Self, KafkaError> {
+        // The workers' group id is only used to read its committed offsets;
+        // this consumer never joins it and never commits.
+        let consumer: BaseConsumer = direct_consumer(kafka, &kafka.workers_group)?;
+        let metadata = consumer.fetch_metadata(Some(&kafka.jobs_topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        let mut wanted = TopicPartitionList::new();
+        for p in 0..partitions {
+            wanted.add_partition(&kafka.jobs_topic, p as i32);
+        }
+        let committed = consumer.committed_offsets(wanted, Duration::from_secs(10))?;
+        let mut tpl = TopicPartitionList::new();
+        for e in committed.elements() {
+            let from = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            tpl.add_partition_offset(&kafka.jobs_topic, e.partition(), from)?;
+        }
+        consumer.assign(&tpl)?;
+        let inner = Arc::new(TailInner {
+            index: Mutex::new(BTreeMap::new()),
+            consumer,
+            stop: AtomicBool::new(false),
+        });
+        let reader = inner.clone();
+        std::thread::Builder::new()
+            .name("jobs-tailer".into())
+            .spawn(move || reader.read_until_stopped())
+            .map_err(|_| KafkaError::ClientCreation("cannot start the tailer thread".into()))?;
+        Ok(Self { inner })
+    }
+
+    /// The oldest job produced at least `min_age_ms` ago on a partition
+    /// not in `own`, that the book says nobody holds and nobody cancelled,
+    /// and that is not in `taking`. Entries the book says are taken are
+    /// dropped on the way.
+    pub fn oldest_free(
+        &self,
+        book: &ClaimBook,
+        own: &HashSet<i32>,
+        taking: &HashSet<JobId>,
+        now_ms: i64,
+        min_age_ms: i64,
+    ) -> Option<(JobId, Source)> {
+        let mut index = self.index();
+        let mut found = None;
+        let mut gone = Vec::new();
+        for (seen, job) in index.iter() {
+            if now_ms - seen.at_ms < min_age_ms {
+                break;
+            }
+            if !book.is_free(*job) {
+                gone.push(*seen);
+                continue;
+            }
+            if own.contains(&seen.partition) || taking.contains(job) {
+                continue;
+            }
+            found = Some((
+                *job,
+                Source {
+                    partition: seen.partition,
+                    offset: seen.offset,
+                },
+            ));
+            break;
+        }
+        for seen in gone {
+            index.remove(&seen);
+        }
+        found
+    }
+
+    /// Drops the entries of jobs that are taken, so the index stays as
+    /// small as the backlog.
+    pub fn prune(&self, book: &ClaimBook) {
+        self.index().retain(|_, job| book.is_free(*job));
+    }
+
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn index(&self) -> MutexGuard<'_, BTreeMap<Seen, JobId>> {
+        self.inner.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl TailInner {
+    fn read_until_stopped(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "tailing the jobs topic");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Some(Ok(message)) => {
+                    // The key is the job id; a message without one is not a
+                    // job anyone can claim.
+                    let Some(job) = message
+                        .key()
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .and_then(JobId::parse)
+                    else {
+                        continue;
+                    };
+                    let seen = Seen {
+                        at_ms: message.timestamp().to_millis().unwrap_or(0),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                    };
+                    self.index
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(seen, job);
+                }
+            }
+        }
+    }
+}
+
+/// Reads single messages of the jobs topic by position.
+pub struct ReadBack {
+    consumer: Mutex<BaseConsumer>,
+    topic: String,
+}
+
+impl ReadBack {
+    pub fn new(kafka: &KafkaSettings) -> Result<Self, KafkaError> {
+        let group = format!("lanzadera-read-back-{}", uuid::Uuid::new_v4());
+        Ok(Self {
+            consumer: Mutex::new(direct_consumer(kafka, &group)?),
+            topic: kafka.jobs_topic.clone(),
+        })
+    }
+
+    /// The message at `source`, or `None` if it cannot be read within
+    /// `timeout` (gone with retention, or the broker away). Blocking.
+    pub fn read(&self, source: Source, timeout: Duration) -> Option<OwnedMessage> {
+        let consumer = self.consumer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, source.partition, Offset::Offset(source.offset))
+            .ok()?;
+        consumer.assign(&tpl).ok()?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut found = None;
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) if m.partition() == source.partition && m.offset() == source.offset => {
+                    found = Some(m.detach());
+                    break;
+                }
+                // A fetch may start at its batch's first record, before
+                // the one asked for.
+                Some(Ok(m)) if m.offset() < source.offset => {}
+                Some(Ok(_)) => break,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "reading a job message back");
+                }
+                None => {}
+            }
+        }
+        let _ = consumer.unassign();
+        found
+    }
+}
+
+fn direct_consumer(kafka: &KafkaSettings, group: &str) -> Result<BaseConsumer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+        .create()
+}
