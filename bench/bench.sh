@@ -12,7 +12,7 @@
 # bench/locust-requirements.txt, cached in ~/.cache/lanzadera/locust-<version>;
 # wrk from Debian), then the harness (bench/lzbench, `python3 -m lzbench`)
 # runs the frontend, workers and observer from target/release on a namespace
-# of their own (topics, groups, database), the five scenarios, and stops
+# of their own (topics, groups, database), the seven scenarios, and stops
 # everything it started. Offline check of its report:
 # PYTHONPATH=bench python3 -m lzbench.selftest
 # Compare two runs: bench/compare.py OLD.json NEW.json

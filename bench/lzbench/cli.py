@@ -22,7 +22,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--locust", required=True)
     ap.add_argument("--build-seconds", type=float, default=None)
     ap.add_argument("--started", type=float, default=None)
-    ap.add_argument("--only", default="", help="comma-separated: api,scaling,elasticity (for development)")
+    ap.add_argument("--only", default="", help=f"comma-separated: {','.join(GROUPS)} (for development)")
     args = ap.parse_args(argv)
     unknown = set(filter(None, args.only.split(","))) - set(GROUPS)
     if unknown:

@@ -36,6 +36,10 @@ JOBS_PARTITIONS = 8
 STATUS_PARTITIONS = 4
 TERMINAL = ("succeeded", "failed", "cancelled")
 
+# scale_workers run with LZ_WORKER_SLOTS=1 each, then one worker with each
+# of scale_worker_slots; mixed_* is the mixed-load scenario's trace (the same
+# in both modes but for its length). A recovery trial takes about 12 s (the
+# lease, then the rerun's sleep), so short mode runs 8 of them, not 20.
 MODES = {
     "short": dict(
         tokens_per_user=20, seed_jobs_per_user=6,
@@ -44,7 +48,10 @@ MODES = {
         submit_conns=64, submit_seconds=6, drain_seconds=4, output_samples=10,
         sustained_rate=10, sustained_seconds=6,
         latency_jobs=8,
-        scale_jobs=12, scale_sleep=0.5, scale_workers=[1, 2, 4],
+        scale_jobs=12, scale_sleep=0.5, scale_workers=[1, 2, 4], scale_worker_slots=[4],
+        mixed_jobs=120, mixed_workers=4, mixed_load=0.7, mixed_short_sleep=0.2, mixed_long_sleep=5.0,
+        mixed_long_share=0.1, mixed_seed=12,
+        recovery_trials=8, recovery_sleep=4.0,
         burst_jobs=20, burst_sleep=0.5, burst_trials=1, burst_scale_down=False,
     ),
     "full": dict(
@@ -54,10 +61,18 @@ MODES = {
         submit_conns=64, submit_seconds=30, drain_seconds=30, output_samples=50,
         sustained_rate=10, sustained_seconds=30,
         latency_jobs=40,
-        scale_jobs=24, scale_sleep=1.0, scale_workers=[1, 2, 4],
+        scale_jobs=24, scale_sleep=1.0, scale_workers=[1, 2, 4], scale_worker_slots=[4],
+        mixed_jobs=300, mixed_workers=4, mixed_load=0.7, mixed_short_sleep=0.2, mixed_long_sleep=5.0,
+        mixed_long_share=0.1, mixed_seed=12,
+        recovery_trials=20, recovery_sleep=4.0,
         burst_jobs=30, burst_sleep=0.5, burst_trials=5, burst_scale_down=True,
     ),
 }
+# Targets of the dispatch work (docs/dispatch.md), written into the records
+# so that the report states them from the record alone.
+SCALE_TARGET_PCT = 97
+MIXED_TARGET_RATIO = 1.5
+RECOVERY_TARGET_S = 10
 LOCUST_WAIT = (1.0, 5.0)
 POLL_INTERVAL = 0.020
 # The elasticity scenario's observer settings (the e2e test's, with the

@@ -170,6 +170,23 @@ class Platform:
         if wait:
             self.wait_assigned()
 
+    def worker_name(self, worker_id: str) -> str:
+        """The service running as LZ_WORKER_ID `worker_id` (a job record's
+        workerId): add_worker names them alike."""
+        name = worker_id.removeprefix(f"{self.ns}-")
+        if not any(s.name == name for s in self.services):
+            raise RuntimeError(f"no running service for worker {worker_id!r}")
+        return name
+
+    def kill(self, name: str) -> None:
+        """SIGKILL to one service, as a crash would (no shutdown, no last
+        heartbeat, no hand-back), reaped and forgotten, so that check_alive
+        and wait_assigned go on with the others."""
+        s = next(s for s in self.services if s.name == name)
+        s.proc.kill()
+        s.proc.wait()
+        self.services.remove(s)
+
     def wait_http(self, url: str, name: str, timeout: float = 60) -> None:
         u = urllib.parse.urlparse(url)
         deadline = time.monotonic() + timeout

@@ -64,6 +64,8 @@ def headline(scenarios: list[dict]) -> dict:
         head.update(accepted_jobs_per_s=r["accepted_per_s"], accepted_jobs_lost=(
                         r["accepted_without_record"] + r["accepted_not_in_kafka"] + r["accepted_skipped"]),
                     drain_jobs_per_s=r["drain_jobs_per_s_after"])
+        if "run_twice" in r:  # records since the slots work
+            head["accepted_jobs_run_twice"] = r["run_twice"]
     if "sustained" in sc:
         r = sc["sustained"]["results"]
         head.update(sustained_lost=r["lost"], sustained_job_wait_p95_ms=r["submitted_to_started"]["p95_ms"],
@@ -73,10 +75,31 @@ def headline(scenarios: list[dict]) -> dict:
         head.update(submit_to_running_p50_ms=r["polled_submit_to_running"]["p50_ms"],
                     submit_to_succeeded_p50_ms=r["polled_submit_to_succeeded"]["p50_ms"])
     if "scaling" in sc:
-        for r in sc["scaling"]["results"]["runs"]:
-            head[f"speedup_{r['workers']}_workers"] = r["speedup"]
+        head.update(scaling_headline(sc["scaling"]["results"]["runs"]))
+    if "mixed" in sc:
+        r = sc["mixed"]["results"]
+        head.update(mixed_short_wait_p95_ms=r["short_wait"]["p95_ms"],
+                    mixed_short_wait_p95_ratio=r["short_wait_p95_ratio"])
+    if "recovery" in sc:
+        r = sc["recovery"]["results"]
+        head.update(recovery_max_s=r["recovery_s"]["max_s"], recovery_within_10s=r["within_target_text"])
     if "elasticity" in sc:
         head["scale_reaction_s"] = sc["elasticity"]["results"]["reaction_s_median"]
+    return head
+
+
+def scaling_headline(runs: list[dict]) -> dict:
+    """speedup_<w>_workers of the one-slot runs, speedup_slots_<k> of one
+    worker with k slots (both against 1 worker × 1 slot), and the worst
+    percent of the ideal makespan. Records from before slots have neither
+    `slots` (one each) nor `ideal_pct`."""
+    head = {}
+    for r in runs:
+        w, k = r["workers"], r.get("slots", 1)
+        name = f"speedup_{w}_workers" if k == 1 else f"speedup_slots_{k}" if w == 1 else f"speedup_{w}x{k}"
+        head[name] = r["speedup"]
+    if runs and all("ideal_pct" in r for r in runs):
+        head["ideal_pct_min"] = min(r["ideal_pct"] for r in runs)
     return head
 
 
@@ -192,7 +215,8 @@ def render_markdown(rep: dict) -> str:
     sc = {s["id"]: s for s in rep["scenarios"]}
     return t.render("report", **_header(t, rep), api=_api(t, sc), submit=_submit(t, sc.get("submit")),
                     sustained=_sustained(t, sc.get("sustained")), latency=_latency(t, sc.get("latency")),
-                    scaling=_scaling(t, sc.get("scaling")), elasticity=_elasticity(t, sc.get("elasticity"))) + "\n"
+                    scaling=_scaling(t, sc.get("scaling")), mixed=_mixed(t, sc.get("mixed")),
+                    recovery=_recovery(t, sc.get("recovery")), elasticity=_elasticity(t, sc.get("elasticity"))) + "\n"
 
 
 def _header(t: Fragments, rep: dict) -> dict:
@@ -305,11 +329,23 @@ def _submit(t: Fragments, x: dict | None) -> str | None:
         skipped_eg=(t.render("submit_skipped_eg", first=", ".join(r["accepted_skipped_first"][:3]))
                     if r["accepted_skipped"] else ""),
         lag=fmt(r["kafka_lag_after_workers_stopped"]), beyond=fmt(r["kafka_messages_beyond_workers"]),
-        lost=t.render("submit_lost", n=lost) if lost else t.render("submit_none_lost"),
+        lost=_lost(t, r, lost),
         ok=r["output_sample"]["ok"], checked=r["output_sample"]["checked"],
         cpu_per_job=", ".join(f"{k} {fmt(v)} µs" for k, v in cpu.items()),
         table=process_table(t, [("submission", x["measure"]), ("drain only", x["measure_drain"])]),
         limited=x["limited_by"])
+
+
+def _lost(t: Fragments, r: dict, lost: int) -> str:
+    """The books' verdict: jobs lost, then (records since the slots work)
+    jobs run twice."""
+    text = t.render("submit_lost", n=lost) if lost else t.render("submit_none_lost")
+    if "run_twice" not in r:
+        return text
+    if not r["run_twice"]:
+        return text + " " + t.render("submit_none_run_twice")
+    eg = t.render("submit_run_twice_eg", first=", ".join(r["run_twice_first"][:3]))
+    return text + " " + t.render("submit_run_twice", n=r["run_twice"], eg=eg)
 
 
 def _sustained(t: Fragments, x: dict | None) -> str | None:
@@ -351,14 +387,92 @@ def _latency(t: Fragments, x: dict | None) -> str | None:
 def _scaling(t: Fragments, x: dict | None) -> str | None:
     if x is None:
         return None
-    rows = [t.render("scaling_row", workers=q["workers"], makespan=q["makespan_s"], ideal=q["ideal_makespan_s"],
+    runs = x["results"]["runs"]
+    if runs and "slots" not in runs[0]:
+        return _scaling_v1(t, x)
+    rows = [t.render("scaling_row", workers=q["workers"], slots=q["slots"], makespan=q["makespan_s"],
+                     ideal=q["ideal_makespan_s"], pct=fmt(q["ideal_pct"]), speedup=q["speedup"],
+                     ideal_speedup=q["workers"] * q["slots"], per_worker=", ".join(map(str, q["jobs_per_worker"])),
+                     overhead=fmt(round(q["overhead_per_job_s"] * 1000), " ms"))
+            for q in runs]
+    columns = [(t.render("scaling_column", workers=q["workers"], slots=q["slots"]),
+                x["measures"][f"{q['workers']}x{q['slots']}"]) for q in runs]
+    st = x["settings"]
+    slot_runs = "".join(t.render("scaling_slot_runs", slots=k) for k in st["worker_slots"])
+    return t.render("scaling", jobs=st["jobs"], sleep=f"{st['sleep_s']:g}", workers=_and(st["workers"]),
+                    slot_runs=slot_runs, target=st["target_pct_of_ideal"],
+                    worst=fmt(min((q["ideal_pct"] for q in runs), default=None)),
+                    rows="\n".join(rows) or None, table=process_table(t, columns), limited=x["limited_by"])
+
+
+def _scaling_v1(t: Fragments, x: dict) -> str:
+    """A record from before worker slots, rendered as it was published."""
+    rows = [t.render("scaling_v1_row", workers=q["workers"], makespan=q["makespan_s"], ideal=q["ideal_makespan_s"],
                      speedup=q["speedup"], efficiency=round(100 * q["efficiency"]),
                      per_worker=", ".join(map(str, q["jobs_per_worker"])),
                      overhead=fmt(round(q["overhead_per_job_s"] * 1000), " ms"))
             for q in x["results"]["runs"]]
-    columns = [(t.render("scaling_column", workers=k), mm) for k, mm in x["measures"].items()]
-    return t.render("scaling", jobs=x["settings"]["jobs"], sleep=f"{x['settings']['sleep_s']:g}",
+    columns = [(t.render("scaling_v1_column", workers=k), mm) for k, mm in x["measures"].items()]
+    return t.render("scaling_v1", jobs=x["settings"]["jobs"], sleep=f"{x['settings']['sleep_s']:g}",
                     rows="\n".join(rows) or None, table=process_table(t, columns), limited=x["limited_by"])
+
+
+def _mixed(t: Fragments, x: dict | None) -> str | None:
+    if x is None:
+        return None
+    r, st = x["results"], x["settings"]
+
+    def cells(q: dict) -> str:
+        return " | ".join([*ms(q, "p50", "p95", "max"), str(q["n"])])
+
+    short, long = f"{st['short_sleep_s']:g}", f"{st['long_sleep_s']:g}"
+    rows = [t.render("mixed_row", what=what, cells=cells(r[k])) for what, k in (
+        (f"short jobs (`sleep {short}`), ours", "short_wait"), ("short jobs, ideal FIFO", "short_wait_ideal"),
+        (f"long jobs (`sleep {long}`), ours", "long_wait"), ("long jobs, ideal FIFO", "long_wait_ideal"))]
+    mean = (1 - st["long_share"]) * st["short_sleep_s"] + st["long_share"] * st["long_sleep_s"]
+    load = r["offered_load_measured"]
+    return t.render(
+        "mixed", jobs=st["jobs"], workers=st["workers"], rate=fmt(st["arrival_rate_per_s"]), seed=st["seed"],
+        load=fmt(round(100 * st["load"])), mean=fmt(round(mean, 2)), short=short, long=long,
+        short_pct=fmt(round(100 * (1 - st["long_share"]))), long_pct=fmt(round(100 * st["long_share"])),
+        dispatch=fmt(r["dispatch_ms"], " ms"), dispatch_from=r["dispatch_from"],
+        rows="\n".join(rows), ratio=fmt(r["short_wait_p95_ratio"]), target=fmt(st["target_p95_ratio"]),
+        rate_measured=fmt(r["arrival_rate_measured_per_s"]), mean_run=fmt(r["mean_run_s"]),
+        load_measured=fmt(None if load is None else round(100 * load)), late=fmt(r["submit_late_max_ms"], " ms"),
+        accepted=r["accepted"], attempted=r["attempted"], not_run=r["not_run"], run_twice=r["run_twice"],
+        per_worker=", ".join(map(str, r["jobs_per_worker"])),
+        table=process_table(t, [("mixed load", x["measure"])]), limited=x["limited_by"])
+
+
+def _recovery(t: Fragments, x: dict | None) -> str | None:
+    if x is None:
+        return None
+    r, st = x["results"], x["settings"]
+    rows = [t.render("recovery_row", trial=i, killed=tr["killed"], requeued=fmt(tr["requeued_s"], " s"),
+                     running=fmt(tr["recovery_s"], " s"), record=fmt(tr["record_started_s"], " s"),
+                     taken_by=tr["taken_by"] + (" (replacement)" if tr["by_replacement"] else ""),
+                     end=f"{tr['status']}, attempt {fmt(tr['attempt'])}")
+            for i, tr in enumerate(r["trials"], 1)]
+    if r["unclean"]:
+        ends = t.render("recovery_unclean", jobs="; ".join(
+            t.render("recovery_unclean_job", trial=u["trial"], job=u["job"], status=u["status"],
+                     attempt=fmt(u["attempt"])) for u in r["unclean"]))
+    else:
+        ends = t.render("recovery_clean")
+    q = r["recovery_s"]
+    return t.render(
+        "recovery", trials=st["trials"], workers=st["workers"], sleep=f"{st['sleep_s']:g}",
+        lease=st["LZ_LEASE_MS"], heartbeat=st["LZ_HEARTBEAT_MS"], poll=st["poll_ms"], target=st["target_s"],
+        within=r["within_target_text"], p50=fmt(q["p50_s"], " s"), p95=fmt(q["p95_s"], " s"),
+        max=fmt(q["max_s"], " s"), requeued_max=fmt(r["requeued_s_max"], " s"), not_recovered=r["not_recovered"],
+        by_replacement=r["by_replacement"], rows="\n".join(rows) or None, ends=ends,
+        table=process_table(t, [("recovery", x["measure"])]), limited=x["limited_by"])
+
+
+def _and(items: list) -> str:
+    """1, 2 and 4."""
+    words = [str(i) for i in items]
+    return "".join(words) if len(words) < 2 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def _elasticity(t: Fragments, x: dict | None) -> str | None:

@@ -56,7 +56,9 @@ class Run:
         self.scenarios: list[dict] = []
         self.platforms: list[Platform] = []
         self.quiet: dict | None = None  # full mode's wait_quiet() result
-        publish_repos(self.repos, sorted({self.p["scale_sleep"], self.p["burst_sleep"]}))
+        publish_repos(self.repos, sorted({self.p["scale_sleep"], self.p["burst_sleep"],
+                                          self.p["mixed_short_sleep"], self.p["mixed_long_sleep"],
+                                          self.p["recovery_sleep"]}))
 
     def repo(self, name: str) -> str:
         return f"file://{self.repos / name}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from datetime import datetime
 
@@ -34,6 +35,24 @@ def summary_ms(values_s: list[float]) -> dict:
         "min_ms": r1(min(ms)) if ms else None,
         "max_ms": r1(max(ms)) if ms else None,
     }
+
+
+def fifo_waits(arrivals: list[float], services: list[float], servers: int) -> list[float]:
+    """Queue waits in one shared FIFO queue with `servers` servers: jobs start
+    in arrival order (ties in list order), each on the first server free.
+    The best a dispatcher can do without knowing run times ahead, so the
+    mixed-load scenario's yardstick. Waits come in the order of `arrivals`.
+
+    >>> fifo_waits([0, 0, 0, 1, 5], [2, 3, 1, 1, 1], 2)
+    [0.0, 0.0, 2.0, 2.0, 0.0]
+    """
+    free = [0.0] * servers  # when each server is next free (a heap)
+    waits = [0.0] * len(arrivals)
+    for i in sorted(range(len(arrivals)), key=lambda i: arrivals[i]):
+        start = max(arrivals[i], heapq.heappop(free))
+        waits[i] = float(start - arrivals[i])
+        heapq.heappush(free, start + services[i])
+    return waits
 
 
 def parse_ts(s: str | None) -> float | None:

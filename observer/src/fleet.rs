@@ -1,5 +1,5 @@
 //! The workers as their heartbeats tell, and the leases of running jobs
-//! (`docs/dispatch.md` §5, §8), with no I/O. Time is the observer's own
+//! (`docs/dispatch.md` §7, §9), with no I/O. Time is the observer's own
 //! clock when it read a record, in milliseconds.
 
 use std::collections::{HashMap, HashSet};

@@ -1,4 +1,4 @@
-//! The lease judge (`docs/dispatch.md` §5): claims read on the ignore topic
+//! The lease judge (`docs/dispatch.md` §7): claims read on the ignore topic
 //! and heartbeats (fed by the observer loop) make the leases; a lapsed one
 //! is queued again, or failed past `LZ_MAX_ATTEMPTS`, with one conditional
 //! MongoDB update as the guard, so each attempt is re-queued once whatever

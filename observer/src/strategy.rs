@@ -2,18 +2,20 @@
 //! backlog, the measured rates, the workers, the partitions and the policy,
 //! plus a scale-down stabiliser that remembers recent recommendations.
 //!
-//! Model: a worker serves one job at a time, so one worker does
-//! `1 / job_seconds` jobs per second. Enough workers are wanted that
+//! Model: a slot serves one job at a time, so one slot does
+//! `1 / job_seconds` jobs per second. Enough slots are wanted that
 //!
 //! * arrivals are served at the target utilisation:
 //!   `arrival_rate × job_seconds / target_utilisation`, and
 //! * the jobs already waiting drain within the target time:
 //!   `waiting × job_seconds / target_drain_seconds`,
 //!
-//! and never fewer than the workers busy right now. The backlog is the
-//! workers' consumer lag, which also counts the jobs being run (a worker
-//! commits only after a job ends), so one job per member is taken as in
-//! flight and the rest as waiting.
+//! and never fewer than the slots busy right now; the workers wanted are
+//! those slots divided by the slots a worker has, as heartbeats tell (one
+//! per worker before any heartbeat). The backlog is the workers' consumer
+//! lag, which also counts the jobs being run (a worker commits only the
+//! done prefix), so the busy slots (or one job per member, without
+//! heartbeats) are taken as in flight and the rest as waiting.
 
 use std::collections::VecDeque;
 
@@ -54,7 +56,7 @@ pub struct Load {
     pub slots: Option<SlotLoad>,
 }
 
-/// Slots of the live workers (`docs/dispatch.md` §8).
+/// Slots of the live workers (`docs/dispatch.md` §9).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SlotLoad {
     /// The most slots any live worker has: what a new worker will bring.

@@ -12,8 +12,7 @@ use anyhow::Context;
 use common::kafka::{self, Publisher};
 use common::provision::Provisioner;
 use common::{storage, timestamp, JobId, JobMessage, Lease, Source, WorkerState};
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::consumer::Consumer;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -28,11 +27,12 @@ use crate::lifecycle::Lifecycle;
 use crate::outcome::Outcome;
 use crate::runner::JobRunner;
 use crate::settings::WorkerSettings;
+use crate::source::{JobSource, KafkaSource};
 use crate::steal::{ReadBack, Tailer};
 
-/// See `Application::build`. Measured on an idle worker: 1.7 % of a core in
-/// all (mostly librdkafka fetching from tansu, which answers empty fetches at
-/// once), of which this tick is 0.15 % (1.55 % with a 1 s tick).
+/// See `Application::build`. Measured on an idle worker before slots and
+/// stealing: 1.7 % of a core in all (mostly librdkafka fetching from tansu,
+/// which answers empty fetches at once), of which this tick was 0.15 %.
 const POLL_TICK: Duration = Duration::from_millis(25);
 
 /// How often the worker looks for a job to steal while it has a free slot,
@@ -40,17 +40,16 @@ const POLL_TICK: Duration = Duration::from_millis(25);
 const STEAL_TICK: Duration = Duration::from_millis(50);
 const COMMIT_TICK: Duration = Duration::from_millis(100);
 
-pub struct Application {
+pub struct Application<S: JobSource = KafkaSource> {
     settings: Arc<WorkerSettings>,
-    delivery: Delivery,
-    work: Arc<Work>,
-    tailer: Tailer,
+    work: Arc<Work<S>>,
+    assigned: watch::Receiver<usize>,
 }
 
 /// What every job's task shares.
-struct Work {
+struct Work<S> {
     lifecycle: Lifecycle,
-    read_back: ReadBack,
+    source: S,
     pulse: Pulse,
 }
 
@@ -63,7 +62,7 @@ struct Taken {
     own: bool,
 }
 
-impl Application {
+impl Application<KafkaSource> {
     /// Connects to the broker and storage, reads the ignore topic up to its
     /// end, and joins the workers' group.
     pub async fn build(settings: WorkerSettings) -> anyhow::Result<Self> {
@@ -128,13 +127,18 @@ impl Application {
         // an internal event (rust-rdkafka#665); the tick bounds that delay.
         let poll_tick = POLL_TICK.min(settings.max_poll_interval / 4);
         tracing::info!(worker_id = %settings.worker_id, slots = settings.slots, "worker ready");
-        Ok(Self {
+        let assigned = context.assigned();
+        let source = KafkaSource {
             delivery: Delivery {
                 consumer,
                 context,
                 poll_tick,
                 topic: settings.kafka.jobs_topic.clone(),
             },
+            tailer,
+            read_back,
+        };
+        Ok(Self {
             work: Arc::new(Work {
                 lifecycle: Lifecycle {
                     settings: settings.clone(),
@@ -145,21 +149,23 @@ impl Application {
                         board,
                     },
                 },
-                read_back,
+                source,
                 pulse: Pulse::new(settings.slots as u32),
             }),
-            tailer,
+            assigned,
             settings,
         })
     }
+}
 
+impl<S: JobSource> Application<S> {
     pub fn worker_id(&self) -> &str {
         &self.settings.worker_id
     }
 
     /// Number of partitions held; changes on rebalances.
     pub fn assigned_partitions(&self) -> watch::Receiver<usize> {
-        self.delivery.context.assigned()
+        self.assigned.clone()
     }
 
     /// Takes and runs jobs until `shutdown` resolves, then lets the running
@@ -191,10 +197,10 @@ impl Application {
             } else {
                 free + settings.prefetch
             };
-            self.delivery.fit(room);
+            self.work.source.fit(room);
             self.update_vitals(&slots, draining);
             if ticks.commit.elapsed() >= COMMIT_TICK {
-                self.delivery.commit_due(CommitMode::Async);
+                self.work.source.commit(false);
                 ticks.commit = Instant::now();
             }
             if draining && slots.tasks.is_empty() {
@@ -204,9 +210,9 @@ impl Application {
                 biased;
                 _ = shutdown.as_mut(), if !draining => {
                     draining = true;
-                    // Held jobs stay open in the ledger: they are not
-                    // committed, so their partitions' next owners get them.
-                    self.delivery.context.state().held.clear();
+                    // Held jobs are not done: their partitions' next
+                    // owners get them.
+                    self.work.source.drop_held();
                     grace_deadline = Some(Instant::now() + settings.shutdown_grace);
                     tracing::info!(
                         running = slots.tasks.len(),
@@ -222,39 +228,30 @@ impl Application {
                     grace_over.send_replace(true);
                     grace_deadline = None;
                 }
-                received = self.delivery.receive(), if !draining => {
-                    if let Some(message) = received {
-                        self.hold(message);
-                    }
-                }
+                _ = self.work.source.receive(), if !draining => {}
                 _ = tokio::time::sleep(POLL_TICK), if draining => {}
             }
         }
-        self.delivery.commit_due(CommitMode::Sync);
+        self.work.source.commit(true);
         beat_stop.send_replace(true);
         let _ = beat.await;
         self.work.lifecycle.runner.board.stop();
-        self.tailer.stop();
-        self.delivery.leave().await;
+        drop(slots);
+        match Arc::try_unwrap(self.work) {
+            Ok(work) => work.source.close().await,
+            Err(_) => {
+                tracing::warn!("a job task outlived the shutdown; leaving without a final commit")
+            }
+        }
         Ok(())
-    }
-
-    fn hold(&self, message: OwnedMessage) {
-        let mut state = self.delivery.context.state();
-        state.ledger.open(message.partition(), message.offset());
-        state.held.push_back(message);
     }
 
     /// Fills free slots: held jobs first, in order, then a job to steal.
     fn start_jobs(&self, slots: &mut Slots, grace: &watch::Receiver<bool>, ticks: &mut Ticks) {
         while slots.tasks.len() < self.settings.slots {
-            let next = self.delivery.context.state().held.pop_front();
-            if let Some(message) = next {
-                let source = Source {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                };
-                let Some(job) = parse(&message) else {
+            if let Some(held) = self.work.source.next_held() {
+                let source = held.source;
+                let Some(job) = held.job else {
                     // Nothing can run it and nobody can be told: skip it
                     // rather than block the partition.
                     tracing::error!(
@@ -262,11 +259,7 @@ impl Application {
                         offset = source.offset,
                         "skipping a malformed job message"
                     );
-                    self.delivery
-                        .context
-                        .state()
-                        .ledger
-                        .done(source.partition, source.offset);
+                    self.work.source.done(source);
                     continue;
                 };
                 let taken = Taken {
@@ -286,11 +279,6 @@ impl Application {
                 return;
             }
             ticks.steal = Instant::now();
-            if ticks.prune.elapsed() >= Duration::from_secs(1) {
-                self.tailer
-                    .prune(&self.work.lifecycle.runner.board.log().book());
-                ticks.prune = Instant::now();
-            }
             let Some((job, source)) = self.pick_steal(&slots.jobs) else {
                 return;
             };
@@ -309,21 +297,14 @@ impl Application {
     /// oldest job on someone else's partition left unclaimed for longer
     /// than an owner with a free slot would take.
     fn pick_steal(&self, taking: &HashSet<JobId>) -> Option<(JobId, Source)> {
-        let own: HashSet<i32> = self
-            .delivery
-            .context
-            .state()
-            .owned
-            .iter()
-            .copied()
-            .collect();
         let book = self.work.lifecycle.runner.board.log().book();
         if let Some((job, _, source)) = book.pending().find(|(j, _, _)| !taking.contains(j)) {
             return Some((job, source));
         }
-        let min_age = self.settings.steal_after.as_millis() as i64;
         let now = timestamp::now().timestamp_millis();
-        self.tailer.oldest_free(&book, &own, taking, now, min_age)
+        self.work
+            .source
+            .elsewhere(&book, taking, now, self.settings.steal_after)
     }
 
     fn settle(
@@ -346,16 +327,15 @@ impl Application {
         };
         let done = !matches!(outcome, Outcome::HandedBack);
         if taken.own && done {
-            let Source { partition, offset } = taken.source;
-            self.delivery.context.state().ledger.done(partition, offset);
+            self.work.source.done(taken.source);
         }
     }
 
     fn update_vitals(&self, slots: &Slots, draining: bool) {
-        let (held, partitions) = {
-            let state = self.delivery.context.state();
-            (state.held.len() as u32, state.owned.clone())
-        };
+        let (held, partitions) = (
+            self.work.source.held() as u32,
+            self.work.source.partitions(),
+        );
         let mut v = self.work.pulse.vitals();
         v.busy = slots.tasks.len() as u32;
         v.held = held;
@@ -366,7 +346,7 @@ impl Application {
     }
 }
 
-impl Work {
+impl<S: JobSource> Work<S> {
     /// Reads a job back from its position, then runs it like one of ours.
     async fn steal(
         self: Arc<Self>,
@@ -375,13 +355,12 @@ impl Work {
         grace: watch::Receiver<bool>,
     ) -> Outcome {
         let work = self.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            work.read_back.read(source, Duration::from_secs(3))
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(message) = read.as_ref().and_then(parse).filter(|m| m.id == job) else {
+        let read =
+            tokio::task::spawn_blocking(move || work.source.read(source, Duration::from_secs(3)))
+                .await
+                .ok()
+                .flatten();
+        let Some(message) = read.filter(|m| m.id == job) else {
             tracing::warn!(job_id = %job, partition = source.partition, offset = source.offset, "cannot read the job back to run it");
             return Outcome::Skipped;
         };
@@ -487,7 +466,6 @@ impl Slots {
 
 struct Ticks {
     steal: Instant,
-    prune: Instant,
     commit: Instant,
 }
 
@@ -496,16 +474,9 @@ impl Ticks {
         let now = Instant::now();
         Self {
             steal: now,
-            prune: now,
             commit: now,
         }
     }
-}
-
-fn parse(message: &OwnedMessage) -> Option<JobMessage> {
-    message
-        .payload()
-        .and_then(|p| serde_json::from_slice::<JobMessage>(p).ok())
 }
 
 /// Job folders a previous process left behind (killed mid-job) in a work

@@ -1,4 +1,4 @@
-//! The worker's heartbeat (`docs/dispatch.md` §5): its slots, partitions
+//! The worker's heartbeat (`docs/dispatch.md` §7): its slots, partitions
 //! and a lease per running job, on status-topic partition 0 every interval
 //! and soon after each start or end.
 

@@ -1,4 +1,4 @@
-//! The worker's side of the ignore topic (`docs/dispatch.md` §3): cancel
+//! The worker's side of the ignore topic (`docs/dispatch.md` §5): cancel
 //! requests, claims won and lost, releases, and re-queues that supersede a
 //! run. Every worker reads the whole topic into one `ClaimBook`.
 

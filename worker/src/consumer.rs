@@ -9,7 +9,7 @@
 //! from the committed offset) and the ledger commits what it can; running
 //! jobs go on here under their claims, and the new owner skips them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -17,7 +17,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::ledger::Ledger;
+use crate::ledger::{self, Ledger};
 
 #[derive(Default)]
 pub struct PartitionState {
@@ -28,6 +28,9 @@ pub struct PartitionState {
     pub paused: bool,
     /// Partitions assigned now.
     pub owned: Vec<i32>,
+    /// Offsets the committed metadata lists as done beyond the committed
+    /// offset, read at assignment: skipped without asking the claims.
+    pub done_ahead: HashMap<i32, BTreeSet<i64>>,
     /// The offset each partition should deliver next, since the last
     /// rebalance: a delivery past it means the broker skipped records.
     next_offsets: HashMap<i32, i64>,
@@ -86,6 +89,24 @@ impl WorkerContext {
 
 impl ClientContext for WorkerContext {}
 
+/// The done offsets the committed metadata of each assigned partition
+/// lists (none on a broker that does not return metadata, like tansu
+/// 0.6.0: the claims skip those jobs then).
+fn done_ahead(consumer: &BaseConsumer<WorkerContext>, topic: &str) -> HashMap<i32, BTreeSet<i64>> {
+    let Ok(committed) = consumer.committed(std::time::Duration::from_secs(5)) else {
+        return HashMap::new();
+    };
+    committed
+        .elements_for_topic(topic)
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(base) => Some((e.partition(), ledger::decode(base, e.metadata()))),
+            _ => None,
+        })
+        .filter(|(_, done)| !done.is_empty())
+        .collect()
+}
+
 impl ConsumerContext for WorkerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
@@ -134,7 +155,9 @@ impl ConsumerContext for WorkerContext {
                     .assignment()
                     .map(|a| a.elements().iter().map(|e| e.partition()).collect())
                     .unwrap_or_default();
+                let done_ahead = done_ahead(consumer, &self.topic);
                 tracing::info!(partitions = owned.len(), "partitions assigned");
+                self.state().done_ahead = done_ahead;
                 self.assigned.send_replace(owned.len());
                 self.state().owned = owned;
             }

@@ -1,6 +1,6 @@
 //! Which offsets of each owned partition are done, and what to commit:
 //! the lowest offset not done, with the done offsets beyond it in the
-//! commit metadata (`docs/dispatch.md` §1). Pure: the consumer commits
+//! commit metadata (`docs/dispatch.md` §3). Pure: the consumer commits
 //! what this answers.
 
 use std::collections::{BTreeSet, HashMap};

@@ -21,6 +21,7 @@ pub mod package;
 pub mod process;
 mod runner;
 pub mod settings;
+mod source;
 mod steal;
 pub mod upload;
 

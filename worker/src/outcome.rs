@@ -10,7 +10,7 @@ pub enum Outcome {
     /// event is acknowledged the offset is committed.
     Ended(Report),
     /// The worker is shutting down and the job did not end within the grace
-    /// period: it is released (`docs/dispatch.md` §6), to run elsewhere.
+    /// period: it is released (`docs/dispatch.md` §8), to run elsewhere.
     HandedBack,
     /// Another worker holds the job's attempt (or it was cancelled before
     /// anyone took it): this copy is skipped, nothing is published.

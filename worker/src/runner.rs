@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{JobMessage, JobState, LogStream};
 use s3::Bucket;
@@ -94,6 +95,7 @@ impl JobRunner {
         let report = self
             .run_scripts(job, attempt, &package, folders, shutdown)
             .await?;
+        self.still_current(job, attempt).await?;
         Ok(self.store_results(job, folders, report).await)
     }
 
@@ -263,6 +265,19 @@ impl JobRunner {
                 )
             }
         }
+    }
+
+    /// Before the results are stored: a worker that was cut off (frozen,
+    /// or away from the broker) may find that its attempt was queued again
+    /// meanwhile; then the later attempt's results are the ones to keep.
+    async fn still_current(&self, job: &JobMessage, attempt: u32) -> Step<()> {
+        if let Err(e) = self.board.log().caught_up(Duration::from_secs(5)).await {
+            tracing::warn!(error = %e, "storing results with the ignore topic read so far");
+        }
+        if self.board.log().book().current_attempt(job.id) > attempt {
+            return Err(Outcome::Superseded);
+        }
+        Ok(())
     }
 
     /// Resolves when the job must stop: cancelled by its owner, a later

@@ -1,4 +1,4 @@
-//! Work stealing (`docs/dispatch.md` §4): every worker tails the whole jobs
+//! Work stealing (`docs/dispatch.md` §6): every worker tails the whole jobs
 //! topic and keeps a small index of the jobs nobody has claimed yet, so
 //! that a worker with a free slot can take a job that waits on a busy or
 //! silent owner; and it reads single messages back by position, for those
@@ -33,6 +33,7 @@ pub struct Tailer {
 
 struct TailInner {
     index: Mutex<BTreeMap<Seen, JobId>>,
+    last_prune: Mutex<std::time::Instant>,
     consumer: BaseConsumer,
     stop: AtomicBool,
 }
@@ -67,6 +68,7 @@ impl Tailer {
         consumer.assign(&tpl)?;
         let inner = Arc::new(TailInner {
             index: Mutex::new(BTreeMap::new()),
+            last_prune: Mutex::new(std::time::Instant::now()),
             consumer,
             stop: AtomicBool::new(false),
         });
@@ -120,8 +122,19 @@ impl Tailer {
     }
 
     /// Drops the entries of jobs that are taken, so the index stays as
-    /// small as the backlog.
-    pub fn prune(&self, book: &ClaimBook) {
+    /// small as the backlog; at most once a second.
+    pub fn prune_every_second(&self, book: &ClaimBook) {
+        {
+            let mut last = self
+                .inner
+                .last_prune
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() < Duration::from_secs(1) {
+                return;
+            }
+            *last = std::time::Instant::now();
+        }
         self.index().retain(|_, job| book.is_free(*job));
     }
 

@@ -240,8 +240,9 @@ async fn a_backlog_behind_a_long_job_pauses_and_resumes_without_loss_or_duplicat
         &files(&shell_job("echo ok > output/ok.txt\n")),
     );
     let stack = Stack::new(1).await;
-    // A buffer of 2: the backlog pauses the partition during the long job.
-    let worker = stack.start_worker(&[("LZ_MAX_BUFFERED_JOBS", "2")]).await;
+    // One slot holds at most one job more: the backlog pauses the
+    // partition during the long job.
+    let worker = stack.start_worker(&[("LZ_WORKER_SLOTS", "1")]).await;
 
     let mut ids = vec![stack.submit(&slow, &[], None).await];
     stack.status.running(ids[0], WAIT).await;
@@ -278,9 +279,10 @@ async fn a_burst_produced_at_once_runs_in_full_through_pauses_and_resumes() {
         &files(&shell_job("echo ok > output/ok.txt\n")),
     );
     let stack = Stack::new(2).await;
-    // A buffer of 2 pauses the partitions during nearly every job, and each
-    // resume fetches from the middle of what the producer sent together.
-    let worker = stack.start_worker(&[("LZ_MAX_BUFFERED_JOBS", "2")]).await;
+    // One slot and one prefetched job pause the partitions during nearly
+    // every job, and each resume fetches from the middle of what the
+    // producer sent together.
+    let worker = stack.start_worker(&[("LZ_WORKER_SLOTS", "1")]).await;
 
     // Produced concurrently, the records leave in as few requests as the
     // producer's batching allows.

@@ -1,18 +1,31 @@
 """Scenario 4, scaling: the same batch of sleeping jobs on fresh platforms
-with 1, 2 and 4 workers; makespan, speed-up and how the jobs spread over
-the workers. Scenario 3 runs on the 1-worker platform first."""
+with 1, 2 and 4 workers of one slot each (`LZ_WORKER_SLOTS=1`), then on one
+worker with several slots; makespan against the ideal, speed-up and how the
+jobs spread over the workers. Scenario 3 runs on the 1-worker platform first."""
 
 from __future__ import annotations
 
 import statistics
 import time
 
-from ..config import JOBS_PARTITIONS, log
+from ..config import JOBS_PARTITIONS, SCALE_TARGET_PCT, log
 from ..measure import Measure, bottleneck
 from ..platform import Platform
 from ..run import Run
-from ..stats import parse_ts, r2
+from ..stats import parse_ts, r1, r2
 from .latency import job_latency
+
+
+def shapes(p: dict) -> list[tuple[int, int]]:
+    """(workers, slots per worker) of each run: scale_workers with one slot,
+    then one worker with each of scale_worker_slots. The first, 1 × 1, is
+    the base of the speed-ups."""
+    return [(w, 1) for w in p["scale_workers"]] + [(1, k) for k in p["scale_worker_slots"]]
+
+
+def key(workers: int, slots: int) -> str:
+    """A run's name in the record's `measures` (report.py looks runs up by it)."""
+    return f"{workers}x{slots}"
 
 
 def scaling(run: Run) -> dict:
@@ -20,10 +33,12 @@ def scaling(run: Run) -> dict:
     scenario 4."""
     p = run.p
     runs = []
-    for w in p["scale_workers"]:
-        plat = run.platform(f"scale{w}", w)
+    for w, k in shapes(p):
+        # Explicit even at 1, so that the runs do not depend on the worker's
+        # default (the machine's CPUs).
+        plat = run.platform(f"scale{key(w, k)}", w, {"LZ_WORKER_SLOTS": str(k)})
         token = plat.api.tokens(1)["alice"][0]
-        if w == 1:
+        if (w, k) == (1, 1):
             run.record(job_latency(run, plat, token))
         else:
             # One job per worker first, so every worker has cloned once.
@@ -31,36 +46,57 @@ def scaling(run: Run) -> dict:
             plat.api.wait_terminal(token, warm, 60)
         # Jobs finished before the batch, which the batch's count starts from.
         base = plat.api.count(token, "succeeded") + plat.api.count(token, "failed")
-        log(f"4. Scaling: {p['scale_jobs']} × sleep {p['scale_sleep']} s on {w} worker(s)")
-        r = batch(run, plat, token, w, base)
+        log(f"4. Scaling: {p['scale_jobs']} × sleep {p['scale_sleep']} s on {w} worker(s) × {k} slot(s)")
+        r = batch(run, plat, token, w, k, base)
         r["startup_s"] = r2(plat.startup_seconds)
         runs.append(r)
-        log(f"   makespan {r['makespan_s']} s (ideal {r['ideal_makespan_s']} s), jobs per worker {r['jobs_per_worker']}")
+        log(f"   makespan {r['makespan_s']} s (ideal {r['ideal_makespan_s']} s, {r['ideal_pct']} % of it), "
+            f"jobs per worker {r['jobs_per_worker']}")
         plat.stop()
     base = runs[0]["makespan_s"]
     for r in runs:
         r["speedup"] = r2(base / r["makespan_s"])
-        r["efficiency"] = r2(base / r["makespan_s"] / r["workers"])
-    skew = [r for r in runs if r["jobs_per_worker"][0] * r["workers"] > r["jobs"]]
+        r["efficiency"] = r2(base / r["makespan_s"] / (r["workers"] * r["slots"]))
+    return {
+        "id": "scaling", "title": f"Scaling: {p['scale_jobs']} × sleep {p['scale_sleep']} s",
+        "settings": {"jobs": p["scale_jobs"], "sleep_s": p["scale_sleep"], "workers": p["scale_workers"],
+                     "worker_slots": p["scale_worker_slots"], "jobs_partitions": JOBS_PARTITIONS,
+                     "makespan": "last finishedAt minus first submittedAt (records)",
+                     "ideal": "jobs × sleep ÷ (workers × slots)", "target_pct_of_ideal": SCALE_TARGET_PCT},
+        "results": {"runs": [{k: v for k, v in r.items() if k != "measure"} for r in runs]},
+        "measure": _widest(runs)["measure"],
+        "measures": {key(r["workers"], r["slots"]): r["measure"] for r in runs},
+        "limited_by": _limited(runs),
+    }
+
+
+def _widest(runs: list[dict]) -> dict:
+    """The run with the most workers (one slot each): the scenario's measure."""
+    return max((r for r in runs if r["slots"] == 1), key=lambda r: r["workers"])
+
+
+def _limited(runs: list[dict]) -> str:
+    """Why the makespans are what they are: the partition split of the
+    one-slot runs, and the machine at the most workers and at the most slots."""
+    skew = [r for r in runs if r["slots"] == 1 and r["jobs_per_worker"][0] * r["workers"] > r["jobs"]]
     note = ("Sleeping jobs: the workers wait, they do not compute. Jobs are keyed by id over "
             f"{JOBS_PARTITIONS} partitions and a worker only takes jobs from its own partitions, so the "
             "busiest worker sets the makespan" + (
                 f" (uneven split at {', '.join(str(r['workers']) for r in skew)} workers: "
                 + "; ".join(f"{r['jobs_per_worker']}" for r in skew) + ")" if skew else "") + ".")
-    return {
-        "id": "scaling", "title": f"Scaling: {p['scale_jobs']} × sleep {p['scale_sleep']} s",
-        "settings": {"jobs": p["scale_jobs"], "sleep_s": p["scale_sleep"], "workers": p["scale_workers"],
-                     "jobs_partitions": JOBS_PARTITIONS,
-                     "makespan": "last finishedAt minus first submittedAt (records)"},
-        "results": {"runs": [{k: v for k, v in r.items() if k != "measure"} for r in runs]},
-        "measure": runs[-1]["measure"], "measures": {str(r["workers"]): r["measure"] for r in runs},
-        "limited_by": note + " Machine at 4 workers: " + bottleneck(runs[-1]["measure"]),
-    }
+    wide = _widest(runs)
+    text = note + f" Machine at {wide['workers']} workers: " + bottleneck(wide["measure"])
+    slotted = [r for r in runs if r["slots"] > 1]
+    if slotted:
+        deep = max(slotted, key=lambda r: r["slots"])
+        text += f" At {deep['workers']} worker × {deep['slots']} slots: " + bottleneck(deep["measure"])
+    return text
 
 
-def batch(run: Run, plat: Platform, token: str, workers: int, base: int) -> dict:
+def batch(run: Run, plat: Platform, token: str, workers: int, slots: int, base: int) -> dict:
     """scale_jobs sleeping jobs submitted at once, until all have ended
-    (`base` jobs had ended before)."""
+    (`base` jobs had ended before). The ideal counts slots, not workers: a
+    worker with k slots should finish k jobs in one job's time."""
     p = run.p
     n, s = p["scale_jobs"], p["scale_sleep"]
     url = run.repo(f"sleep-{s}")
@@ -81,16 +117,19 @@ def batch(run: Run, plat: Platform, token: str, workers: int, base: int) -> dict
     for j in jobs:
         per_worker[j.get("workerId") or "?"] = per_worker.get(j.get("workerId") or "?", 0) + 1
     service = [j["elapsedSeconds"] for j in jobs if j.get("elapsedSeconds") is not None]
-    ideal = n * s / workers
+    ideal = n * s / (workers * slots)
     meas = m.result()
     return {
-        "workers": workers, "jobs": n, "sleep_s": s, "failed": sum(j["status"] != "succeeded" for j in jobs),
+        "workers": workers, "slots": slots, "jobs": n, "sleep_s": s,
+        "failed": sum(j["status"] != "succeeded" for j in jobs),
         "submit_seconds": r2(t_sub),
         "makespan_s": r2(makespan), "client_makespan_s": r2(client_makespan),
         "ideal_makespan_s": r2(ideal),
+        "ideal_pct": r1(100 * ideal / makespan),
         "jobs_per_worker": sorted(per_worker.values(), reverse=True),
-        "ideal_from_busiest_worker_s": r2(max(per_worker.values()) * s),
+        "ideal_from_busiest_worker_s": r2(max(per_worker.values()) * s / slots),
         "mean_job_elapsed_s": r2(statistics.fmean(service)) if service else None,
-        "overhead_per_job_s": r2(makespan * workers / n - s),
+        # Slot time per job beyond its sleep.
+        "overhead_per_job_s": r2(makespan * workers * slots / n - s),
         "measure": meas,
     }

@@ -44,7 +44,8 @@ def full_speed(run: Run, plat: Platform, token: str) -> dict:
     log(f"   accepted {len(accepted)} ({r['accepted_per_s']}/s), records {r['records_created']}, drain "
         f"{r['drain_jobs_per_s_after']} jobs/s, queued {r['queued_records']} vs lag "
         f"{r['kafka_lag_after_workers_stopped']}, extras {r['records_not_accepted']}, "
-        f"not in Kafka {r['accepted_not_in_kafka']}, skipped by the workers {r['accepted_skipped']}")
+        f"not in Kafka {r['accepted_not_in_kafka']}, skipped by the workers {r['accepted_skipped']}, "
+        f"run twice {r['run_twice']}")
     return {
         "id": "submit", "title": "Submission load at full speed, 2 workers draining",
         "settings": {"route": "POST /api/addJob", "job": "examples/hello over file://", "connections": p["submit_conns"],
@@ -83,14 +84,22 @@ def _close_books(plat: Platform, token: str, accepted: set[str], before_total: i
     t_books = time.monotonic()
 
     # Each accepted id looked up (paging through tens of thousands of
-    # records costs more than fetching them one by one).
-    def status_of(job_id: str) -> str:
+    # records costs more than fetching them one by one): its status, and
+    # its attempt (1 for a job run once; 0 while queued).
+    def status_of(job_id: str) -> tuple[str, int]:
         st, data = plat.api.request("GET", f"/api/jobs/{job_id}", token=token)
-        return json.loads(data)["status"] if st == 200 else f"http {st}"
+        if st != 200:
+            return f"http {st}", 0
+        rec = json.loads(data)
+        return rec["status"], rec.get("attempt") or 0
 
     ids = sorted(accepted)
     with ThreadPoolExecutor(6) as ex:
-        statuses = dict(zip(ids, ex.map(status_of, ids)))
+        looked_up = dict(zip(ids, ex.map(status_of, ids)))
+    statuses = {i: st for i, (st, _) in looked_up.items()}
+    # A job started more than once, by a re-delivery or a second copy: under
+    # normal operation (no worker lost) there must be none.
+    run_twice = sorted(i for i, (_, attempt) in looked_up.items() if attempt > 1)
     by_status: dict[str, int] = {}
     for st in statuses.values():
         by_status[st] = by_status.get(st, 0) + 1
@@ -109,7 +118,7 @@ def _close_books(plat: Platform, token: str, accepted: set[str], before_total: i
         "lag": lag, "by_status": by_status, "missing": len(missing), "records_new": records_new,
         "extras": records_new - (len(accepted) - len(missing)), "queued_all": queued_all,
         "messages": len(pos), "not_in_kafka": len(not_in_kafka), "starts": len(starts), "skipped": skipped,
-        "committed_estimate": sum(v + 1 for v in reach.values()),
+        "committed_estimate": sum(v + 1 for v in reach.values()), "run_twice": run_twice,
         "lost_none": not missing and not not_in_kafka and not skipped and by_status.get("failed", 0) == 0,
         "seconds": time.monotonic() - t_books,
     }
@@ -142,6 +151,9 @@ def _results(res: dict, accepted: int, drain: dict, b: dict, sample: dict, meas_
         # equals the observer's lag when commits follow the runs.
         "kafka_messages_beyond_workers": b["messages"] - b["committed_estimate"],
         "no_accepted_job_lost": b["lost_none"],
+        # Accepted jobs whose record has attempt > 1 (started again).
+        "run_twice": len(b["run_twice"]),
+        "run_twice_first": b["run_twice"][:8],
         "output_sample": sample,
         "books_seconds": r2(b["seconds"]),
     }
@@ -188,6 +200,7 @@ def sustained(run: Run) -> dict:
         "submit_http": summary_ms(lat),
         "records": total, "succeeded": len(ok), "not_succeeded": len(jobs) - len(ok),
         "lost": len(got) - len(ok),
+        "run_twice": sum((j.get("attempt") or 0) > 1 for j in jobs),
         "throughput_jobs_per_s": r2(len(ok) / t_done),
         "submitted_to_started": summary_ms(wait),
         "submitted_to_finished": summary_ms(e2e),
