@@ -40,6 +40,11 @@ impl JobId {
     pub fn parse(raw: &str) -> Option<Self> {
         Uuid::parse_str(raw).ok().map(Self)
     }
+
+    /// The id's 16 bytes (random for ids made by `new`).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
 }
 
 impl Default for JobId {
@@ -140,7 +145,20 @@ pub enum SpecError {
     ConfigWrongType,
     #[error("`config` is larger than {0} bytes")]
     ConfigTooLarge(usize),
+    #[error("unknown field `{0}`: a job has `url`, `args` and `config`")]
+    UnknownField(String),
+    #[error(
+        "`{0}` is part of the job contract but this version does not support it yet; leave it out"
+    )]
+    NotSupportedYet(String),
 }
+
+/// The fields a job body may have.
+const FIELDS: [&str; 3] = ["url", "args", "config"];
+/// Fields of the contract (`docs/contract.md` §2) not built yet: refused by
+/// name rather than ignored, so that a job never runs without what its
+/// author asked for.
+const NOT_YET: [&str; 4] = ["ref", "timeoutSeconds", "retries", "secrets"];
 
 /// A repository URL. The full form, which may hold credentials, is secret;
 /// `redacted()` is what logs, records and events show.
@@ -227,6 +245,14 @@ impl JobSpec {
         limits: &SpecLimits,
     ) -> Result<Self, SpecError> {
         let object = body.as_object().ok_or(SpecError::NotAnObject)?;
+        // A typo (`arg` for `args`) must not be silently ignored.
+        if let Some(name) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(if NOT_YET.contains(&name.as_str()) {
+                SpecError::NotSupportedYet(name.clone())
+            } else {
+                SpecError::UnknownField(name.clone())
+            });
+        }
         let url = match object.get("url") {
             None | Some(Value::Null) => return Err(SpecError::MissingUrl),
             Some(Value::String(s)) if s.trim().is_empty() => return Err(SpecError::MissingUrl),
@@ -394,6 +420,22 @@ mod tests {
             (
                 json!({"url": "https://h/o/r", "args": ["a\u{0}b"]}),
                 SpecError::ArgsWithNul,
+            ),
+            (
+                json!({"url": "https://h/o/r", "arg": "x"}),
+                SpecError::UnknownField("arg".into()),
+            ),
+            (
+                json!({"uri": "https://h/o/r"}),
+                SpecError::UnknownField("uri".into()),
+            ),
+            (
+                json!({"url": "https://h/o/r", "ref": "main"}),
+                SpecError::NotSupportedYet("ref".into()),
+            ),
+            (
+                json!({"url": "https://h/o/r", "secrets": {"T": "x"}}),
+                SpecError::NotSupportedYet("secrets".into()),
             ),
         ];
         for (body, expected) in cases {

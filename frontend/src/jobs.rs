@@ -11,6 +11,7 @@ use common::{
 use crate::auth::Caller;
 use crate::error::{unavailable, ApiError};
 use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::store::{JobStore, Page};
 
 #[derive(Clone)]
@@ -19,6 +20,7 @@ pub struct Jobs {
     producer: Publisher,
     kafka: KafkaSettings,
     metrics: Metrics,
+    placement: Placement,
 }
 
 /// What a cancel request did.
@@ -44,12 +46,14 @@ impl Jobs {
         producer: Publisher,
         kafka: KafkaSettings,
         metrics: Metrics,
+        placement: Placement,
     ) -> Self {
         Self {
             store,
             producer,
             kafka,
             metrics,
+            placement,
         }
     }
 
@@ -79,9 +83,10 @@ impl Jobs {
             .map_err(|e| unavailable("the job database", e))?;
         let key = id.to_string();
         let message = JobMessage::new(id, &caller.subject, &spec, now);
+        let partition = self.placement.partition(id);
         if let Err(e) = self
             .producer
-            .send_json(&self.kafka.jobs_topic, &key, &message)
+            .send_json_at(&self.kafka.jobs_topic, partition, &key, &message)
             .await
         {
             self.forget(id).await;

@@ -6,6 +6,7 @@ pub mod error;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
+pub mod placement;
 pub mod recorder;
 pub mod routes;
 pub mod settings;

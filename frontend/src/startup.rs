@@ -7,7 +7,7 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use common::provision::Provisioner;
 use common::{kafka, mongo, storage};
 use mongodb::Database;
@@ -20,6 +20,8 @@ use crate::auth::Oidc;
 use crate::error::ApiError;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
+use crate::placement::Placement;
+use crate::routes::methods::Methods;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
 use crate::store::JobStore;
@@ -67,6 +69,7 @@ impl Application {
                 producer.clone(),
                 settings.kafka.clone(),
                 metrics.clone(),
+                Placement::start(&settings.kafka)?,
             ),
             store: store.clone(),
             producer,
@@ -80,6 +83,7 @@ impl Application {
 
         let listener = listen(&settings.http_addr)?;
         let port = listener.local_addr()?.port();
+        let methods = web::Data::new(Methods::from_document(&crate::openapi::document()));
         let server = HttpServer::new(move || {
             App::new()
                 .into_utoipa_app()
@@ -88,6 +92,7 @@ impl Application {
                 .wrap(from_fn(count_request))
                 .app_data(state.clone())
                 .app_data(oidc.clone())
+                .app_data(methods.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("invalid query string: {e}")).into()
                 }))
@@ -164,11 +169,9 @@ async fn count_request(
     Ok(response)
 }
 
-async fn no_such_route() -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({
-        "error": "not_found",
-        "message": "no such route; see /api/openapi.json",
-    }))
+/// 404, or 405 with `Allow` when the path is served with other methods.
+async fn no_such_route(req: HttpRequest, methods: web::Data<Methods>) -> HttpResponse {
+    methods.answer(&req)
 }
 
 /// Creates what the frontend relies on (topics, bucket, indexes) in the

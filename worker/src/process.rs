@@ -113,15 +113,112 @@ fn stage_command(spec: &RunSpec<'_>, stage: &Stage) -> Command {
         // std also drops root's supplementary groups when it sets the uid.
         cmd.uid(user.uid).gid(user.gid);
     }
-    // SAFETY: the closure runs between fork and exec and only makes one
-    // async-signal-safe system call. It kills the script's shell if the
-    // worker dies (e.g. `kill -9`), so an orphaned run does not go on
-    // competing with the run that replaces it.
+    let worker = std::process::id();
+    // SAFETY: the closure runs between fork and exec; `guard::split` makes
+    // only async-signal-safe calls (see there).
     #[allow(unsafe_code)]
     unsafe {
-        cmd.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from));
+        cmd.pre_exec(move || guard::split(worker));
     }
     cmd
+}
+
+/// The job's whole process group dies with the worker (`docs/worker.md`,
+/// *The job's process*). A parent-death signal reaches one process only, and a
+/// script's own children would outlive a `kill -9` of the worker and run
+/// on beside the attempt that replaces it. So the process the worker
+/// starts is a guard: it forks the script, waits for it and hands its end
+/// back (exit code or signal); when the worker dies, the guard's
+/// parent-death signal makes it kill its group, the script and everything
+/// the script started (a process that left the group with `setsid` is not
+/// covered).
+#[allow(unsafe_code)]
+mod guard {
+    use std::io;
+
+    use nix::libc;
+
+    /// Parent-death signal of the guard.
+    const ORPHANED: libc::c_int = libc::SIGUSR1;
+
+    extern "C" fn kill_group(_: libc::c_int) {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    /// In the forked child, before exec: returns in the script's process
+    /// (which goes on to exec); the guard never returns.
+    ///
+    /// # Safety
+    /// Only async-signal-safe calls: prctl, sigaction, fork, getppid,
+    /// close_range/close, waitpid, kill, signal, _exit.
+    pub unsafe fn split(worker: u32) -> io::Result<()> {
+        set_pdeathsig(ORPHANED)?;
+        if libc::getppid() as u32 != worker {
+            // The worker died before the signal was armed.
+            libc::_exit(1);
+        }
+        handle(ORPHANED, kill_group);
+        // A group-wide SIGTERM (cancel, shutdown) is for the script; the
+        // guard goes on waiting for it. A handler, not SIG_IGN: handlers
+        // are reset at exec, so the script still gets the default action.
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            handle(signal, ignore);
+        }
+        let script = libc::fork();
+        if script < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if script == 0 {
+            // The script dies if its guard does (e.g. killed by the group
+            // kill at a timeout), whatever it does with signals.
+            set_pdeathsig(libc::SIGKILL)?;
+            return Ok(());
+        }
+        // The guard keeps only stdout and stderr: the pipe through which
+        // the worker learns whether exec succeeded must close when the
+        // script's exec does.
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            for fd in 3..4096 {
+                libc::close(fd);
+            }
+        }
+        let mut status = 0;
+        loop {
+            let done = libc::waitpid(script, &mut status, 0);
+            if done == script {
+                break;
+            }
+            if done < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFSIGNALED(status) {
+            let signal = libc::WTERMSIG(status);
+            libc::signal(signal, libc::SIG_DFL);
+            libc::kill(libc::getpid(), signal);
+            libc::_exit(128 + signal);
+        }
+        libc::_exit(libc::WEXITSTATUS(status));
+    }
+
+    unsafe fn set_pdeathsig(signal: libc::c_int) -> io::Result<()> {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    unsafe fn handle(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+    }
 }
 
 async fn run_stage<S, I: Future<Output = S>>(

@@ -352,3 +352,66 @@ async fn a_job_whose_partition_moved_mid_run_is_released_to_another_worker_when_
     ends_once_on(&stack, job, &other.id).await;
     other.stop().await;
 }
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_worker_leaves_no_process_of_its_job_alive() {
+    let git = GitServer::start();
+    // The script's shell, a child, and a grandchild under another shell,
+    // each writing its pid where the test can read it.
+    let repo = shell_job(
+        "echo $$ >> \"$1\"\n\
+         sleep 120 &\n\
+         echo $! >> \"$1\"\n\
+         sh -c 'sleep 120 & echo $! >> \"$0\"; wait' \"$1\" &\n\
+         echo $! >> \"$1\"\n\
+         wait\n",
+    );
+    let url = git.repo("public/tree.git", &files(&repo));
+    let stack = Stack::new(1).await;
+    let worker = stack.spawn_worker_process(&[("LZ_WORKER_SLOTS", "1")]);
+    let pids_file = stack.work.path().join("pids.txt");
+    let pids_arg = pids_file.display().to_string();
+    let job = stack.submit(&url, &[&pids_arg], None).await;
+    stack.status.running(job, WAIT).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let pids: Vec<i32> = loop {
+        let pids: Vec<i32> = std::fs::read_to_string(&pids_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if pids.len() >= 4 {
+            break pids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job never wrote its pids: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(pids.iter().all(|p| alive(*p)), "{pids:?}");
+    kill(Pid::from_raw(worker.pid()), Signal::SIGKILL).expect("kill -9");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while pids.iter().any(|p| alive(*p)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let survivors: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+    for p in &survivors {
+        let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+    }
+    assert!(
+        survivors.is_empty(),
+        "processes of the job outlived its worker: {survivors:?} of {pids:?}"
+    );
+}

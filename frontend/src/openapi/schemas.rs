@@ -143,9 +143,12 @@ pub enum Config {
 
 /// A job: a git repository whose `package.json` has a `scripts.start`
 /// command, run as `npm run start -- <args>` would run it, with `config`
-/// written to `config.json` first. Fields other than these three are
-/// ignored. A `null` `args` or `config` is the same as leaving it out.
+/// written to `config.json` first. Any other field is a 400 that names it
+/// (the contract's `ref`, `timeoutSeconds`, `retries` and `secrets` are not
+/// supported yet and are refused by name too). A `null` `args` or `config`
+/// is the same as leaving it out.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://github.com/acme/heat-sim.git",
                           "args": "--steps 1000 --title 'two words'",
                           "config": {"grid": 64, "tolerance": 1e-06}}))]

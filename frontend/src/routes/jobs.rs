@@ -179,6 +179,10 @@ pub async fn create_job(
         .json(json!({"jobId": id, "status": "queued"})))
 }
 
+/// Pages beyond this are refused: their offset would not fit the database's
+/// 64-bit skip (a user asking for them made a mistake, not a request).
+const MAX_PAGE: u64 = 1_000_000_000;
+
 #[derive(Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
@@ -205,9 +209,14 @@ impl ListQuery {
                 "`per_page` must be between 1 and 100".into(),
             ));
         }
+        if page > MAX_PAGE {
+            return Err(ApiError::BadRequest(format!(
+                "`page` must be between 1 and {MAX_PAGE}"
+            )));
+        }
         let filter = ListFilter {
             status,
-            skip: (page - 1).saturating_mul(per_page),
+            skip: (page - 1) * per_page,
             limit: per_page as i64,
         };
         Ok((filter, page, per_page))
@@ -220,7 +229,7 @@ impl ListQuery {
     operation_id = "listJobs",
     tags = ["jobs"],
     summary = "List the caller's jobs",
-    params(("status" = Option<common::JobState>, Query, description = "Only jobs in this state. Empty means all."), ("page" = Option<u64>, Query, description = "1-based page number; 0 is taken as 1."), ("per_page" = Option<u64>, Query, description = "Jobs per page, 1 to 100. `perPage` is accepted too.")),
+    params(("status" = Option<common::JobState>, Query, description = "Only jobs in this state. Empty means all."), ("page" = Option<u64>, Query, description = "1-based page number, at most 1000000000; 0 is taken as 1."), ("per_page" = Option<u64>, Query, description = "Jobs per page, 1 to 100. `perPage` is accepted too.")),
     responses((status = 200, description = "One page of the caller's jobs, newest first.", body = crate::openapi::schemas::JobPage, content_type = "application/json"), (status = 400, response = crate::openapi::responses::BadQuery), (status = 401, response = crate::openapi::responses::Unauthorized), (status = 503, response = crate::openapi::responses::Unavailable)),
 )]
 #[get("/api/jobs")]

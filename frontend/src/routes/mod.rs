@@ -8,6 +8,7 @@ pub mod docs;
 pub mod files;
 pub mod health;
 pub mod jobs;
+pub mod methods;
 
 use actix_web::{web, HttpRequest};
 use common::settings::{JobPolicy, KafkaSettings};

@@ -124,3 +124,42 @@ async fn unknown_routes_answer_json_404() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
 }
+
+#[tokio::test]
+async fn a_known_path_with_another_method_answers_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let token = app.alice().await;
+    let cases: [(reqwest::Method, &str, &str); 3] = [
+        (reqwest::Method::PUT, "/api/jobs", "GET, POST"),
+        (
+            reqwest::Method::PATCH,
+            "/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f",
+            "DELETE, GET",
+        ),
+        (reqwest::Method::POST, "/health", "GET"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app
+            .http
+            .request(method.clone(), app.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed");
+    }
+    // A page whose offset would overflow is the client's mistake.
+    let response = app.get(&token, "/api/jobs?page=9223372036854775808").await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("`page` must be between"),
+        "{body}"
+    );
+}

@@ -173,6 +173,16 @@ async fn bad_submissions_get_a_clear_400_and_change_nothing() {
             413,
             "larger than 4000 bytes",
         ),
+        (
+            json!({"url": REPO, "arg": "--steps 3"}),
+            400,
+            "unknown field `arg`",
+        ),
+        (
+            json!({"url": REPO, "ref": "main"}),
+            400,
+            "`ref` is part of the job contract but this version does not support it yet",
+        ),
     ];
     for (body, status, message) in cases {
         let response = app.submit(&token, &body).await;

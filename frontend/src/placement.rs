@@ -1,0 +1,185 @@
+//! Which partition a new job goes to (`docs/dispatch.md` §6): one owned by
+//! a live worker with a free slot when the heartbeats say there is one,
+//! never one whose owner went silent; without heartbeats, the key decides
+//! as it always did. Placement only saves the steal delay: a job on a busy
+//! or silent owner's partition is taken by a free worker anyway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::settings::KafkaSettings;
+use common::{Heartbeat, JobId, StatusRecord, WorkerState};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A heartbeat older than this says nothing about its worker now (the
+/// observer's default lease).
+const FRESH: Duration = Duration::from_secs(6);
+
+/// How a live worker stood at its last heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    pub free: u32,
+    pub load: f64,
+    pub partitions: Vec<i32>,
+}
+
+impl Standing {
+    fn of(beat: &Heartbeat) -> Self {
+        let taken = beat.busy + beat.held;
+        Self {
+            free: beat.slots.saturating_sub(taken),
+            load: f64::from(taken) / f64::from(beat.slots.max(1)),
+            partitions: beat.partitions.clone(),
+        }
+    }
+}
+
+/// The partition for job `id` among `live` workers: a free one, weighted by
+/// free slots, else one of the least loaded; `None` when no live worker
+/// owns a partition. The job id is the (uniform) random choice, so replicas
+/// do not all pick the same worker.
+pub fn choose(id: JobId, live: &[Standing]) -> Option<i32> {
+    let live: Vec<&Standing> = live.iter().filter(|s| !s.partitions.is_empty()).collect();
+    let roll = u64::from_le_bytes(id.as_bytes()[..8].try_into().ok()?);
+    let free: u64 = live.iter().map(|s| u64::from(s.free)).sum();
+    let worker = if free > 0 {
+        let mut pick = roll % free;
+        live.iter().find(|s| {
+            let f = u64::from(s.free);
+            if pick < f {
+                true
+            } else {
+                pick -= f;
+                false
+            }
+        })?
+    } else {
+        let least = live.iter().map(|s| s.load).fold(f64::INFINITY, f64::min);
+        let idle: Vec<&Standing> = live.iter().copied().filter(|s| s.load <= least).collect();
+        *idle.get(usize::try_from(roll % idle.len().max(1) as u64).ok()?)?
+    };
+    let i = usize::try_from((roll >> 32) % worker.partitions.len() as u64).ok()?;
+    worker.partitions.get(i).copied()
+}
+
+/// The heartbeats on status-topic partition 0, read from its recent tail
+/// (no group) so that a new replica has a view within one interval.
+#[derive(Clone)]
+pub struct Placement {
+    seen: Arc<Mutex<HashMap<String, (Instant, Heartbeat)>>>,
+}
+
+impl Placement {
+    pub fn start(kafka: &KafkaSettings) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set(
+                "group.id",
+                format!("lanzadera-placement-{}", uuid::Uuid::new_v4()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&kafka.status_topic, 0, Offset::OffsetTail(200))?;
+        consumer.assign(&tpl)?;
+        let placement = Self {
+            seen: Arc::default(),
+        };
+        let seen = placement.seen.clone();
+        std::thread::Builder::new()
+            .name("placement".into())
+            .spawn(move || loop {
+                let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else {
+                    continue;
+                };
+                if let Some(Ok(StatusRecord::Heartbeat(beat))) =
+                    message.payload().map(StatusRecord::parse)
+                {
+                    seen.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(beat.worker_id.clone(), (Instant::now(), beat));
+                }
+            })?;
+        Ok(placement)
+    }
+
+    /// The partition for a new job, or `None` to let its key decide.
+    pub fn partition(&self, id: JobId) -> Option<i32> {
+        let live: Vec<Standing> = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.retain(|_, (at, _)| at.elapsed() < FRESH * 10);
+            seen.values()
+                .filter(|(at, b)| at.elapsed() < FRESH && b.state == WorkerState::Running)
+                .map(|(_, b)| Standing::of(b))
+                .collect()
+        };
+        choose(id, &live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing(free: u32, load: f64, partitions: &[i32]) -> Standing {
+        Standing {
+            free,
+            load,
+            partitions: partitions.to_vec(),
+        }
+    }
+
+    fn picks(live: &[Standing], n: usize) -> HashMap<i32, usize> {
+        let mut counts = HashMap::new();
+        for _ in 0..n {
+            if let Some(p) = choose(JobId::new(), live) {
+                *counts.entry(p).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn free_slots_draw_the_jobs_in_proportion() {
+        let live = [
+            standing(3, 0.25, &[0, 1]),
+            standing(1, 0.75, &[2]),
+            standing(0, 1.0, &[3]),
+        ];
+        let counts = picks(&live, 4000);
+        assert_eq!(
+            counts.get(&3),
+            None,
+            "a full worker gets nothing while others are free"
+        );
+        let first = counts[&0] + counts[&1];
+        assert!(
+            (2700..3300).contains(&first),
+            "3 of 4 free slots: {counts:?}"
+        );
+        assert!((700..1300).contains(&counts[&2]), "{counts:?}");
+    }
+
+    #[test]
+    fn when_all_are_full_the_least_loaded_take_the_jobs() {
+        let live = [
+            standing(0, 2.0, &[0]),
+            standing(0, 1.0, &[1]),
+            standing(0, 1.0, &[2]),
+        ];
+        let counts = picks(&live, 1000);
+        assert_eq!(counts.get(&0), None, "{counts:?}");
+        assert!(counts[&1] > 300 && counts[&2] > 300, "{counts:?}");
+    }
+
+    #[test]
+    fn no_live_owner_leaves_it_to_the_key() {
+        assert_eq!(choose(JobId::new(), &[]), None);
+        assert_eq!(choose(JobId::new(), &[standing(4, 0.0, &[])]), None);
+    }
+}
