@@ -49,4 +49,4 @@ if [ ! -f "$LOCUST_VENV/.complete" ]; then
 fi
 
 PYTHONPATH="$ROOT/bench${PYTHONPATH:+:$PYTHONPATH}" exec python3 -m lzbench --mode "$MODE" \
-  --locust "$LOCUST_VENV/bin/locust" --build-seconds "$BUILD_SECONDS" --started "$START"
+  --locust "$LOCUST_VENV/bin/locust" --build-seconds "$BUILD_SECONDS" --started "$START" "${@:2}"

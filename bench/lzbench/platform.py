@@ -243,6 +243,18 @@ class Platform:
                 raise RuntimeError(f"workers never got all partitions: {a}; logs in {self.dir}")
             time.sleep(0.1)
 
+    def wait_each_assigned(self, timeout: float = 60) -> None:
+        """Until every live worker holds at least one partition."""
+        deadline = time.monotonic() + timeout
+        while True:
+            a = self.assigned()
+            if not a or all(v > 0 for v in a.values()):
+                return
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a worker never got a partition: {a}; logs in {self.dir}")
+            time.sleep(0.1)
+
     def check_alive(self) -> None:
         for s in self.services:
             if s.proc.poll() is not None:

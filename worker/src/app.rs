@@ -13,7 +13,7 @@ use common::kafka::{self, Publisher};
 use common::provision::Provisioner;
 use common::{storage, timestamp, JobId, JobMessage, Lease, Source, WorkerState};
 use rdkafka::consumer::Consumer;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -183,7 +183,7 @@ impl<S: JobSource> Application<S> {
             beat_stop_rx,
         ));
         let (grace_over, grace_rx) = watch::channel(false);
-        let mut slots = Slots::default();
+        let mut slots = Slots::new(settings.slots);
         let mut draining = false;
         let mut grace_deadline: Option<Instant> = None;
         let mut ticks = Ticks::new();
@@ -191,7 +191,7 @@ impl<S: JobSource> Application<S> {
             if !draining {
                 self.start_jobs(&mut slots, &grace_rx, &mut ticks);
             }
-            let free = settings.slots.saturating_sub(slots.tasks.len());
+            let free = slots.permits.available_permits();
             let room = if draining {
                 0
             } else {
@@ -248,7 +248,9 @@ impl<S: JobSource> Application<S> {
 
     /// Fills free slots: held jobs first, in order, then a job to steal.
     fn start_jobs(&self, slots: &mut Slots, grace: &watch::Receiver<bool>, ticks: &mut Ticks) {
-        while slots.tasks.len() < self.settings.slots {
+        // A slot is a permit, held from the claim until the job's processes
+        // end: its upload and terminal event overlap the next job's start.
+        while let Ok(slot) = slots.permits.clone().try_acquire_owned() {
             if let Some(held) = self.work.source.next_held() {
                 let source = held.source;
                 let Some(job) = held.job else {
@@ -269,17 +271,16 @@ impl<S: JobSource> Application<S> {
                 };
                 let work = self.work.clone();
                 let grace = grace.clone();
-                slots.start(
-                    taken,
-                    async move { work.run_copy(job, source, grace).await },
-                );
+                slots.start(taken, async move {
+                    work.run_copy(job, source, grace, slot).await
+                });
                 continue;
             }
             if ticks.steal.elapsed() < STEAL_TICK {
                 return;
             }
             ticks.steal = Instant::now();
-            let Some((job, source)) = self.pick_steal(&slots.jobs) else {
+            let Some((job, source, message)) = self.pick_steal(&slots.jobs) else {
                 return;
             };
             let taken = Taken {
@@ -289,17 +290,19 @@ impl<S: JobSource> Application<S> {
             };
             let work = self.work.clone();
             let grace = grace.clone();
-            slots.start(taken, async move { work.steal(job, source, grace).await });
+            slots.start(taken, async move {
+                work.steal(job, source, message, grace, slot).await
+            });
         }
     }
 
     /// A re-queued or handed-back job first (they wait longest), then the
     /// oldest job on someone else's partition left unclaimed for longer
     /// than an owner with a free slot would take.
-    fn pick_steal(&self, taking: &HashSet<JobId>) -> Option<(JobId, Source)> {
+    fn pick_steal(&self, taking: &HashSet<JobId>) -> Option<(JobId, Source, Option<JobMessage>)> {
         let book = self.work.lifecycle.runner.board.log().book();
         if let Some((job, _, source)) = book.pending().find(|(j, _, _)| !taking.contains(j)) {
-            return Some((job, source));
+            return Some((job, source, None));
         }
         let now = timestamp::now().timestamp_millis();
         self.work
@@ -337,7 +340,7 @@ impl<S: JobSource> Application<S> {
             self.work.source.partitions(),
         );
         let mut v = self.work.pulse.vitals();
-        v.busy = slots.tasks.len() as u32;
+        v.busy = (self.settings.slots - slots.permits.available_permits()) as u32;
         v.held = held;
         v.partitions = partitions;
         if draining {
@@ -347,25 +350,34 @@ impl<S: JobSource> Application<S> {
 }
 
 impl<S: JobSource> Work<S> {
-    /// Reads a job back from its position, then runs it like one of ours.
+    /// Reads a job back from its position unless its message is at hand,
+    /// then runs it like one of ours.
     async fn steal(
         self: Arc<Self>,
         job: JobId,
         source: Source,
+        message: Option<JobMessage>,
         grace: watch::Receiver<bool>,
+        slot: OwnedSemaphorePermit,
     ) -> Outcome {
-        let work = self.clone();
-        let read =
-            tokio::task::spawn_blocking(move || work.source.read(source, Duration::from_secs(3)))
+        let read = match message {
+            Some(m) => Some(m),
+            None => {
+                let work = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    work.source.read(source, Duration::from_secs(3))
+                })
                 .await
                 .ok()
-                .flatten();
+                .flatten()
+            }
+        };
         let Some(message) = read.filter(|m| m.id == job) else {
             tracing::warn!(job_id = %job, partition = source.partition, offset = source.offset, "cannot read the job back to run it");
             return Outcome::Skipped;
         };
         tracing::debug!(job_id = %job, partition = source.partition, offset = source.offset, "taking a job that waited on another worker");
-        self.run_copy(message, source, grace).await
+        self.run_copy(message, source, grace, slot).await
     }
 
     /// Claims the job's attempt and, if this worker won it, runs it under
@@ -375,6 +387,7 @@ impl<S: JobSource> Work<S> {
         job: JobMessage,
         source: Source,
         grace: watch::Receiver<bool>,
+        slot: OwnedSemaphorePermit,
     ) -> Outcome {
         let board = &self.lifecycle.runner.board;
         let Some(attempt) = board.open_attempt(job.id) else {
@@ -400,7 +413,7 @@ impl<S: JobSource> Work<S> {
         let span = tracing::info_span!("job", job_id = %job.id, attempt, partition = source.partition, offset = source.offset);
         let outcome = self
             .lifecycle
-            .process(&job, attempt, grace)
+            .process(&job, attempt, grace, slot)
             .instrument(span)
             .await;
         self.lease(&job, attempt, source, false);
@@ -441,9 +454,9 @@ impl<S: JobSource> Work<S> {
     }
 }
 
-/// The jobs running here, by task.
-#[derive(Default)]
+/// The jobs running here, by task, and the slots they hold.
 struct Slots {
+    permits: Arc<Semaphore>,
     tasks: JoinSet<Outcome>,
     by_task: HashMap<tokio::task::Id, Taken>,
     /// Jobs with a task here, so a job is not taken twice at once.
@@ -451,6 +464,15 @@ struct Slots {
 }
 
 impl Slots {
+    fn new(slots: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(slots)),
+            tasks: JoinSet::new(),
+            by_task: HashMap::new(),
+            jobs: HashSet::new(),
+        }
+    }
+
     fn start(&mut self, taken: Taken, task: impl Future<Output = Outcome> + Send + 'static) {
         let handle = self.tasks.spawn(task);
         self.by_task.insert(handle.id(), taken);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::kafka::Publisher;
 use common::{JobMessage, JobState, StatusEvent};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::outcome::{Outcome, Report};
@@ -30,6 +30,7 @@ impl Lifecycle {
         job: &JobMessage,
         attempt: u32,
         grace_over: watch::Receiver<bool>,
+        slot: OwnedSemaphorePermit,
     ) -> Outcome {
         if self.runner.board.is_cancelled(job.id) {
             tracing::info!("cancelled before it started: skipped");
@@ -42,7 +43,11 @@ impl Lifecycle {
             return Outcome::HandedBack;
         }
         tracing::info!(url = %job.redacted_url, "job started");
-        let report = match self.runner.execute(job, attempt, grace_over.clone()).await {
+        let report = match self
+            .runner
+            .execute(job, attempt, grace_over.clone(), slot)
+            .await
+        {
             Outcome::Ended(report) => report,
             other => return other,
         };

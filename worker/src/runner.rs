@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{JobMessage, JobState, LogStream};
 use s3::Bucket;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::board::Board;
@@ -64,9 +64,10 @@ impl JobRunner {
         job: &JobMessage,
         attempt: u32,
         shutdown: watch::Receiver<bool>,
+        slot: OwnedSemaphorePermit,
     ) -> Outcome {
         let folders = Folders::new(self.settings.work_dir.join(job.id.to_string()));
-        let outcome = match self.steps(job, attempt, &folders, shutdown).await {
+        let outcome = match self.steps(job, attempt, &folders, shutdown, slot).await {
             Ok(report) | Err(Outcome::Ended(report)) => Outcome::Ended(report),
             Err(other) => other,
         };
@@ -84,6 +85,7 @@ impl JobRunner {
         attempt: u32,
         folders: &Folders,
         shutdown: watch::Receiver<bool>,
+        slot: OwnedSemaphorePermit,
     ) -> Step<Report> {
         prepare(folders).await?;
         let phase = std::time::Instant::now();
@@ -95,6 +97,9 @@ impl JobRunner {
         let report = self
             .run_scripts(job, attempt, &package, folders, shutdown)
             .await?;
+        // The processes have ended: the slot takes the next job while this
+        // one's results are stored.
+        drop(slot);
         self.still_current(job, attempt).await?;
         Ok(self.store_results(job, folders, report).await)
     }

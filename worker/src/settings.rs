@@ -33,8 +33,10 @@ common::declare_settings! {
         /// Jobs this worker runs at once, each in its own folder and process group.
         SLOTS = "LZ_WORKER_SLOTS" [W] computed "the CPUs the process may use";
         /// Jobs fetched beyond the free slots, ready to start the moment a slot frees;
-        /// past that the worker pauses its partitions (see `docs/dispatch.md`).
-        PREFETCH = "LZ_WORKER_PREFETCH" [W] default "1";
+        /// past that the worker pauses its partitions (see `docs/dispatch.md` §4). Two
+        /// cover librdkafka's delay of up to 1 s between a resume and the next fetch for
+        /// jobs of half a second and longer; held jobs stay free for others to take.
+        PREFETCH = "LZ_WORKER_PREFETCH" [W] default "2";
         /// How often the worker publishes its heartbeat (slots, partitions, leases).
         HEARTBEAT_MS = "LZ_HEARTBEAT_MS" [W] default "2000";
         /// A job left unclaimed on another worker's partition for this long is taken by
@@ -170,7 +172,7 @@ mod tests {
         assert!(s.worker_id.ends_with(&format!("-{}", std::process::id())));
         assert!(!s.policy.repos.allow_insecure);
         assert_eq!(s.slots, std::thread::available_parallelism().unwrap().get());
-        assert_eq!(s.prefetch, 1);
+        assert_eq!(s.prefetch, 2);
     }
 
     #[test]

@@ -37,14 +37,15 @@ pub trait JobSource: Send + Sync + 'static {
     /// skipped): never delivered again.
     fn done(&self, source: Source);
     /// A job waiting elsewhere that a free slot here should take: the
-    /// oldest one left unclaimed for `min_age` on someone else's partition.
+    /// oldest one left unclaimed for `min_age` on someone else's partition,
+    /// with its message when the source has it at hand.
     fn elsewhere(
         &self,
         book: &ClaimBook,
         taking: &HashSet<JobId>,
         now_ms: i64,
         min_age: Duration,
-    ) -> Option<(JobId, Source)>;
+    ) -> Option<(JobId, Source, Option<JobMessage>)>;
     /// Reads a job back from its position (blocking).
     fn read(&self, source: Source, timeout: Duration) -> Option<JobMessage>;
     /// Makes what is done durable; `wait` for the broker's answer.
@@ -119,7 +120,7 @@ impl JobSource for KafkaSource {
         taking: &HashSet<JobId>,
         now_ms: i64,
         min_age: Duration,
-    ) -> Option<(JobId, Source)> {
+    ) -> Option<(JobId, Source, Option<JobMessage>)> {
         let own: HashSet<i32> = self.partitions().into_iter().collect();
         self.tailer.prune_every_second(book);
         let min_age = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);

@@ -1,8 +1,9 @@
 //! Work stealing (`docs/dispatch.md` §6): every worker tails the whole jobs
-//! topic and keeps a small index of the jobs nobody has claimed yet, so
-//! that a worker with a free slot can take a job that waits on a busy or
-//! silent owner; and it reads single messages back by position, for those
-//! and for jobs the observer queued again.
+//! topic and keeps an index of the jobs nobody has claimed yet (with their
+//! messages, up to a bound), so that a worker with a free slot can take a
+//! job that waits on a busy or silent owner; and it reads single messages
+//! back by position, for jobs the observer queued again and for index
+//! entries past the bound.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::settings::KafkaSettings;
-use common::{ClaimBook, JobId, Source};
+use common::{ClaimBook, JobId, JobMessage, Source};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -31,8 +32,19 @@ pub struct Tailer {
     inner: Arc<TailInner>,
 }
 
+/// Unclaimed jobs whose message the tail keeps, so that taking one costs no
+/// read-back (a fresh assignment can wait up to a second for its first
+/// fetch). Past this many only the position is kept.
+const KEEP_MESSAGES: usize = 4096;
+
+/// An unclaimed job in the index.
+struct Entry {
+    job: JobId,
+    message: Option<JobMessage>,
+}
+
 struct TailInner {
-    index: Mutex<BTreeMap<Seen, JobId>>,
+    index: Mutex<BTreeMap<Seen, Entry>>,
     last_prune: Mutex<std::time::Instant>,
     consumer: BaseConsumer,
     stop: AtomicBool,
@@ -91,34 +103,34 @@ impl Tailer {
         taking: &HashSet<JobId>,
         now_ms: i64,
         min_age_ms: i64,
-    ) -> Option<(JobId, Source)> {
+    ) -> Option<(JobId, Source, Option<JobMessage>)> {
         let mut index = self.index();
         let mut found = None;
         let mut gone = Vec::new();
-        for (seen, job) in index.iter() {
+        for (seen, entry) in index.iter() {
             if now_ms - seen.at_ms < min_age_ms {
                 break;
             }
-            if !book.is_free(*job) {
+            if !book.is_free(entry.job) {
                 gone.push(*seen);
                 continue;
             }
-            if own.contains(&seen.partition) || taking.contains(job) {
+            if own.contains(&seen.partition) || taking.contains(&entry.job) {
                 continue;
             }
-            found = Some((
-                *job,
-                Source {
-                    partition: seen.partition,
-                    offset: seen.offset,
-                },
-            ));
+            found = Some(*seen);
             break;
         }
         for seen in gone {
             index.remove(&seen);
         }
-        found
+        let seen = found?;
+        let entry = index.remove(&seen)?;
+        let source = Source {
+            partition: seen.partition,
+            offset: seen.offset,
+        };
+        Some((entry.job, source, entry.message))
     }
 
     /// Drops the entries of jobs that are taken, so the index stays as
@@ -135,14 +147,14 @@ impl Tailer {
             }
             *last = std::time::Instant::now();
         }
-        self.index().retain(|_, job| book.is_free(*job));
+        self.index().retain(|_, entry| book.is_free(entry.job));
     }
 
     pub fn stop(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);
     }
 
-    fn index(&self) -> MutexGuard<'_, BTreeMap<Seen, JobId>> {
+    fn index(&self) -> MutexGuard<'_, BTreeMap<Seen, Entry>> {
         self.inner.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -171,10 +183,15 @@ impl TailInner {
                         partition: message.partition(),
                         offset: message.offset(),
                     };
-                    self.index
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(seen, job);
+                    let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+                    let message = (index.len() < KEEP_MESSAGES)
+                        .then(|| {
+                            message
+                                .payload()
+                                .and_then(|p| serde_json::from_slice(p).ok())
+                        })
+                        .flatten();
+                    index.insert(seen, Entry { job, message });
                 }
             }
         }
@@ -190,8 +207,19 @@ pub struct ReadBack {
 impl ReadBack {
     pub fn new(kafka: &KafkaSettings) -> Result<Self, KafkaError> {
         let group = format!("lanzadera-read-back-{}", uuid::Uuid::new_v4());
+        // One message is wanted, not the megabyte of backlog after it
+        // (librdkafka still fetches a larger message whole).
+        let consumer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+            .set("max.partition.fetch.bytes", "16384")
+            .set("queued.min.messages", "1")
+            .create()?;
         Ok(Self {
-            consumer: Mutex::new(direct_consumer(kafka, &group)?),
+            consumer: Mutex::new(consumer),
             topic: kafka.jobs_topic.clone(),
         })
     }
