@@ -50,8 +50,11 @@ struct Inner {
 
 impl IgnoreLog {
     /// Starts the reader thread and waits until it has read every record
-    /// already on the topic.
-    pub async fn start(kafka: &KafkaSettings) -> Result<Self, IgnoreError> {
+    /// already on the topic. `fetch_wait` is the broker's wait for new
+    /// records (`fetch.wait.max.ms`): short where a claim waits on it, longer
+    /// where a fraction of a second does not matter, since every fetching
+    /// client costs the broker CPU even when there is nothing to fetch.
+    pub async fn start(kafka: &KafkaSettings, fetch_wait: Duration) -> Result<Self, IgnoreError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &kafka.brokers)
             // librdkafka wants a group id even for a direct assignment; this
@@ -62,7 +65,7 @@ impl IgnoreLog {
             )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+            .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
             .create()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&kafka.cancel_topic, 0, Offset::Beginning)?;

@@ -82,7 +82,8 @@ impl Placement {
                 format!("lanzadera-placement-{}", uuid::Uuid::new_v4()),
             )
             .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+            // Heartbeats come every 2 s; a long wait spares the broker.
+            .set("fetch.wait.max.ms", "500")
             .create()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&kafka.status_topic, 0, Offset::OffsetTail(200))?;

@@ -180,7 +180,8 @@ async fn judge(
             .until_done()
             .await;
         loop {
-            match IgnoreLog::start(&settings.kafka).await {
+            // Claims start leases of 6 s: a quarter second late is nothing.
+            match IgnoreLog::start(&settings.kafka, std::time::Duration::from_millis(250)).await {
                 Ok(log) => return log,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the ignore topic yet; leases are not judged");

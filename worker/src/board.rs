@@ -29,7 +29,12 @@ impl Board {
         worker_id: &str,
     ) -> Result<Self, IgnoreError> {
         Ok(Self {
-            log: IgnoreLog::start(kafka).await?,
+            // A claim waits on this reader: the shortest wait.
+            log: IgnoreLog::start(
+                kafka,
+                Duration::from_millis(u64::from(kafka.fetch_wait_max_ms)),
+            )
+            .await?,
             producer,
             worker_id: worker_id.to_string(),
         })

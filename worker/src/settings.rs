@@ -33,10 +33,10 @@ common::declare_settings! {
         /// Jobs this worker runs at once, each in its own folder and process group.
         SLOTS = "LZ_WORKER_SLOTS" [W] computed "the CPUs the process may use";
         /// Jobs fetched beyond the free slots, ready to start the moment a slot frees;
-        /// past that the worker pauses its partitions (see `docs/dispatch.md` §4). Two
-        /// cover librdkafka's delay of up to 1 s between a resume and the next fetch for
-        /// jobs of half a second and longer; held jobs stay free for others to take.
-        PREFETCH = "LZ_WORKER_PREFETCH" [W] default "2";
+        /// past that the worker pauses its partitions (see `docs/dispatch.md` §4). One
+        /// per slot covers librdkafka's delay of up to 1 s between a resume and the next
+        /// fetch for jobs of a second and longer; held jobs stay free for others to take.
+        PREFETCH = "LZ_WORKER_PREFETCH" [W] computed "the slots, at least 2";
         /// How often the worker publishes its heartbeat (slots, partitions, leases).
         HEARTBEAT_MS = "LZ_HEARTBEAT_MS" [W] default "2000";
         /// A job left unclaimed on another worker's partition for this long is taken by
@@ -119,6 +119,14 @@ impl WorkerSettings {
             Some(dir) => PathBuf::from(dir),
             None => std::env::temp_dir().join(format!("lanzadera-worker-{}", std::process::id())),
         };
+        let slots = match env.optional(&SLOTS) {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(_) => env.parse::<usize>(&SLOTS)?.max(1),
+        };
+        let prefetch = match env.optional(&PREFETCH) {
+            None => slots.max(2),
+            Some(_) => env.parse(&PREFETCH)?,
+        };
         Ok(Self {
             kafka: KafkaSettings::from_env(env)?,
             s3: S3Settings::from_env(env)?,
@@ -132,11 +140,8 @@ impl WorkerSettings {
             max_poll_interval: env.millis(&MAX_POLL_INTERVAL_MS)?,
             job_path: env.string(&JOB_PATH)?,
             kafka_debug: env.optional(&KAFKA_DEBUG),
-            slots: match env.optional(&SLOTS) {
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                Some(_) => env.parse::<usize>(&SLOTS)?.max(1),
-            },
-            prefetch: env.parse(&PREFETCH)?,
+            slots,
+            prefetch,
             heartbeat: env.millis(&HEARTBEAT_MS)?.max(Duration::from_millis(100)),
             steal_after: env.millis(&STEAL_AFTER_MS)?,
             job_user: match env.optional(&JOB_USER) {
@@ -172,7 +177,7 @@ mod tests {
         assert!(s.worker_id.ends_with(&format!("-{}", std::process::id())));
         assert!(!s.policy.repos.allow_insecure);
         assert_eq!(s.slots, std::thread::available_parallelism().unwrap().get());
-        assert_eq!(s.prefetch, 2);
+        assert_eq!(s.prefetch, s.slots.max(2));
     }
 
     #[test]

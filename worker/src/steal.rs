@@ -56,8 +56,17 @@ impl Tailer {
     /// reader thread.
     pub fn start(kafka: &KafkaSettings) -> Result<Self, KafkaError> {
         // The workers' group id is only used to read its committed offsets;
-        // this consumer never joins it and never commits.
-        let consumer: BaseConsumer = direct_consumer(kafka, &kafka.workers_group)?;
+        // this consumer never joins it and never commits. Jobs are taken
+        // from it only after LZ_STEAL_AFTER_MS, so it can let the broker
+        // wait longer between fetches (every fetching client costs the
+        // broker CPU, idle or not).
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("group.id", &kafka.workers_group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "200")
+            .create()?;
         let metadata = consumer.fetch_metadata(Some(&kafka.jobs_topic), Duration::from_secs(10))?;
         let partitions = metadata
             .topics()
@@ -253,14 +262,4 @@ impl ReadBack {
         let _ = consumer.unassign();
         found
     }
-}
-
-fn direct_consumer(kafka: &KafkaSettings, group: &str) -> Result<BaseConsumer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-        .create()
 }
