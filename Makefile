@@ -26,7 +26,7 @@ status:
 install: ## install the pinned local servers into ~/.cache/lanzadera
 	dev/install.sh all
 
-bench: ## short benchmark (< 2 min after the release build), for before/after comparisons; report in target/bench/
+bench: ## short benchmark (about 4 min after the release build), for before/after comparisons; report in target/bench/
 	bench/bench.sh short
 
 bench-full: ## the published figures: docs/benchmarks.md (Harness section) and docs/bench/latest.json

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark harness: `make bench` (short) and `make bench-full`.
 #
-#   bench/bench.sh short   under two minutes after the build; for before/after
+#   bench/bench.sh short   about four minutes after the build; for before/after
 #                          comparisons; writes target/bench/short-<time>/
 #                          and target/bench/latest-short.json
 #   bench/bench.sh full    the published figures: also rewrites the generated
