@@ -204,6 +204,9 @@ impl JobDirectives {
 #[derive(Debug, Default)]
 pub struct ClaimBook {
     jobs: HashMap<JobId, JobDirectives>,
+    /// Jobs re-queued or released and not yet claimed again: the few that
+    /// `pending` looks at (workers ask at every steal tick).
+    reopened: std::collections::HashSet<JobId>,
 }
 
 /// What a record changed, for whoever waits on it.
@@ -236,6 +239,23 @@ pub enum Applied {
 
 impl ClaimBook {
     pub fn apply(&mut self, record: &IgnoreRecord) -> Applied {
+        let applied = self.apply_rule(record);
+        match &applied {
+            Applied::Released { job, .. } | Applied::Requeued { job, .. } => {
+                self.reopened.insert(*job);
+            }
+            Applied::Won { job, .. } | Applied::Cancelled(job) => {
+                let still = self.jobs.get(job).is_some_and(|j| j.pending().is_some());
+                if !still {
+                    self.reopened.remove(job);
+                }
+            }
+            _ => {}
+        }
+        applied
+    }
+
+    fn apply_rule(&mut self, record: &IgnoreRecord) -> Applied {
         match record {
             IgnoreRecord::Cancel(c) => {
                 self.jobs.entry(c.job_id).or_default().cancelled = true;
@@ -321,9 +341,10 @@ impl ClaimBook {
     /// Re-queued or handed-back jobs nobody holds yet, with the attempt
     /// to run and where to read it.
     pub fn pending(&self) -> impl Iterator<Item = (JobId, u32, Source)> + '_ {
-        self.jobs
-            .iter()
-            .filter_map(|(id, j)| j.pending().map(|(a, s)| (*id, a, s)))
+        self.reopened.iter().filter_map(|id| {
+            let (attempt, source) = self.jobs.get(id)?.pending()?;
+            Some((*id, attempt, source))
+        })
     }
 
     /// Every winning claim, for the observer's leases.
