@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use domain::dispatch::Applied;
 use domain::{ClaimBook, IgnoreRecord};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -55,18 +54,12 @@ impl IgnoreLog {
     /// where a fraction of a second does not matter, since every fetching
     /// client costs the broker CPU even when there is nothing to fetch.
     pub async fn start(kafka: &KafkaSettings, fetch_wait: Duration) -> Result<Self, IgnoreError> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            // librdkafka wants a group id even for a direct assignment; this
-            // one is never joined and nothing is committed in it.
-            .set(
-                "group.id",
-                format!("lanzadera-ignore-reader-{}", uuid::Uuid::new_v4()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", fetch_wait.as_millis().to_string())
-            .create()?;
+        let consumer = crate::kafka::direct_consumer(
+            kafka,
+            &crate::kafka::private_group("ignore-reader"),
+            fetch_wait.as_millis() as u64,
+            &[],
+        )?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&kafka.cancel_topic, 0, Offset::Beginning)?;
         consumer.assign(&tpl)?;

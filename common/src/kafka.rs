@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -69,6 +69,34 @@ fn consumer_config(k: &KafkaSettings, group: &str, overrides: &[(&str, String)])
         c.set(*key, value);
     }
     c
+}
+
+/// A consumer for a direct assignment, outside any consumer group: it
+/// never joins `group` and never commits (librdkafka wants a group id
+/// anyway; a reader of a group's committed offsets passes that group's).
+/// `fetch_wait_ms` is the broker's wait for new records: every fetching
+/// client costs the broker CPU, idle or not, so readers that can wait say
+/// so.
+pub fn direct_consumer(
+    k: &KafkaSettings,
+    group: &str,
+    fetch_wait_ms: u64,
+    overrides: &[(&str, &str)],
+) -> KafkaResult<BaseConsumer> {
+    let mut c = base(k);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string());
+    for (key, value) in overrides {
+        c.set(*key, *value);
+    }
+    c.create()
+}
+
+/// A group id of its own, for a `direct_consumer` that reads everything.
+pub fn private_group(purpose: &str) -> String {
+    format!("lanzadera-{purpose}-{}", uuid::Uuid::new_v4())
 }
 
 pub fn admin(k: &KafkaSettings) -> KafkaResult<AdminClient<DefaultClientContext>> {

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::settings::KafkaSettings;
 use common::{Heartbeat, JobId, StatusRecord, WorkerState};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -75,16 +74,13 @@ pub struct Placement {
 
 impl Placement {
     pub fn start(kafka: &KafkaSettings) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set(
-                "group.id",
-                format!("lanzadera-placement-{}", uuid::Uuid::new_v4()),
-            )
-            .set("enable.auto.commit", "false")
-            // Heartbeats come every 2 s; a long wait spares the broker.
-            .set("fetch.wait.max.ms", "500")
-            .create()?;
+        // Heartbeats come every 2 s; a long wait spares the broker.
+        let consumer = common::kafka::direct_consumer(
+            kafka,
+            &common::kafka::private_group("placement"),
+            500,
+            &[],
+        )?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&kafka.status_topic, 0, Offset::OffsetTail(200))?;
         consumer.assign(&tpl)?;

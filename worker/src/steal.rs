@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::kafka;
 use common::settings::KafkaSettings;
 use common::{ClaimBook, JobId, JobMessage, Source};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
@@ -60,13 +60,7 @@ impl Tailer {
         // from it only after LZ_STEAL_AFTER_MS, so it can let the broker
         // wait longer between fetches (every fetching client costs the
         // broker CPU, idle or not).
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", &kafka.workers_group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "200")
-            .create()?;
+        let consumer = kafka::direct_consumer(kafka, &kafka.workers_group, 200, &[])?;
         let metadata = consumer.fetch_metadata(Some(&kafka.jobs_topic), Duration::from_secs(10))?;
         let partitions = metadata
             .topics()
@@ -215,18 +209,17 @@ pub struct ReadBack {
 
 impl ReadBack {
     pub fn new(kafka: &KafkaSettings) -> Result<Self, KafkaError> {
-        let group = format!("lanzadera-read-back-{}", uuid::Uuid::new_v4());
         // One message is wanted, not the megabyte of backlog after it
         // (librdkafka still fetches a larger message whole).
-        let consumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-            .set("max.partition.fetch.bytes", "16384")
-            .set("queued.min.messages", "1")
-            .create()?;
+        let consumer = kafka::direct_consumer(
+            kafka,
+            &kafka::private_group("read-back"),
+            u64::from(kafka.fetch_wait_max_ms),
+            &[
+                ("max.partition.fetch.bytes", "16384"),
+                ("queued.min.messages", "1"),
+            ],
+        )?;
         Ok(Self {
             consumer: Mutex::new(consumer),
             topic: kafka.jobs_topic.clone(),
