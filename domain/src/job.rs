@@ -172,9 +172,15 @@ impl RepoUrl {
     pub fn parse(raw: &str, policy: &RepoPolicy) -> Result<Self, SpecError> {
         let raw = raw.trim();
         if policy.allow_insecure && raw.starts_with('/') {
-            let url = Url::from_file_path(raw).map_err(|()| {
-                SpecError::UrlInvalid("a local path must be absolute and clean".into())
-            })?;
+            let unclean =
+                || SpecError::UrlInvalid("a local path must be absolute and clean".into());
+            // `from_file_path` keeps `.` and `..` as written, so `/..` (the
+            // root) would pass the path check that `/` fails, and the url
+            // checked would not be the one a re-parse (the clone) sees.
+            if raw.split('/').any(|seg| seg == "." || seg == "..") {
+                return Err(unclean());
+            }
+            let url = Url::from_file_path(raw).map_err(|()| unclean())?;
             return Self::from_url(url, policy);
         }
         let url = Url::parse(raw).map_err(|e| SpecError::UrlInvalid(e.to_string()))?;
@@ -471,6 +477,15 @@ mod tests {
         }
         let spec = JobSpec::parse(&json!({"url": "/srv/repo"}), &dev(), &limits).unwrap();
         assert_eq!(spec.url.expose(), "file:///srv/repo");
+        for unclean in ["/..", "/srv/../etc", "/srv/./repo"] {
+            assert!(
+                matches!(
+                    JobSpec::parse(&json!({ "url": unclean }), &dev(), &limits),
+                    Err(SpecError::UrlInvalid(_))
+                ),
+                "{unclean}"
+            );
+        }
         // Even then, unknown schemes stay refused.
         assert!(JobSpec::parse(&json!({"url": "ftp://h/o/r"}), &dev(), &limits).is_err());
     }
