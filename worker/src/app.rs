@@ -13,7 +13,7 @@ use common::kafka::{self, Publisher};
 use common::provision::Provisioner;
 use common::{storage, timestamp, JobId, JobMessage, Lease, Source, WorkerState};
 use rdkafka::consumer::Consumer;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -27,6 +27,7 @@ use crate::lifecycle::Lifecycle;
 use crate::outcome::Outcome;
 use crate::runner::JobRunner;
 use crate::settings::WorkerSettings;
+use crate::slot::{Slot, SlotPool};
 use crate::source::{JobSource, KafkaSource};
 use crate::steal::{ReadBack, Tailer};
 
@@ -191,7 +192,7 @@ impl<S: JobSource> Application<S> {
             if !draining {
                 self.start_jobs(&mut slots, &grace_rx, &mut ticks);
             }
-            let free = slots.permits.available_permits();
+            let free = slots.pool.free();
             let room = if draining {
                 0
             } else {
@@ -228,6 +229,7 @@ impl<S: JobSource> Application<S> {
                     grace_over.send_replace(true);
                     grace_deadline = None;
                 }
+                _ = slots.pool.freed(), if !draining => {}
                 _ = self.work.source.receive(), if !draining => {}
                 _ = tokio::time::sleep(POLL_TICK), if draining => {}
             }
@@ -248,9 +250,11 @@ impl<S: JobSource> Application<S> {
 
     /// Fills free slots: held jobs first, in order, then a job to steal.
     fn start_jobs(&self, slots: &mut Slots, grace: &watch::Receiver<bool>, ticks: &mut Ticks) {
-        // A slot is a permit, held from the claim until the job's processes
-        // end: its upload and terminal event overlap the next job's start.
-        while let Ok(slot) = slots.permits.clone().try_acquire_owned() {
+        // A slot is held from the claim until the job's processes end: its
+        // upload and terminal event overlap the next job's start. It is
+        // taken only for a job to start: a slot dropped unused would wake
+        // this loop again at once.
+        while slots.pool.free() > 0 {
             if let Some(held) = self.work.source.next_held() {
                 let source = held.source;
                 let Some(job) = held.job else {
@@ -268,6 +272,9 @@ impl<S: JobSource> Application<S> {
                     job: job.id,
                     source,
                     own: true,
+                };
+                let Some(slot) = slots.pool.try_take() else {
+                    return;
                 };
                 let work = self.work.clone();
                 let grace = grace.clone();
@@ -287,6 +294,9 @@ impl<S: JobSource> Application<S> {
                 job,
                 source,
                 own: false,
+            };
+            let Some(slot) = slots.pool.try_take() else {
+                return;
             };
             let work = self.work.clone();
             let grace = grace.clone();
@@ -340,7 +350,7 @@ impl<S: JobSource> Application<S> {
             self.work.source.partitions(),
         );
         let mut v = self.work.pulse.vitals();
-        v.busy = (self.settings.slots - slots.permits.available_permits()) as u32;
+        v.busy = slots.pool.busy() as u32;
         v.held = held;
         v.partitions = partitions;
         if draining {
@@ -358,7 +368,7 @@ impl<S: JobSource> Work<S> {
         source: Source,
         message: Option<JobMessage>,
         grace: watch::Receiver<bool>,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Outcome {
         let read = match message {
             Some(m) => Some(m),
@@ -387,33 +397,41 @@ impl<S: JobSource> Work<S> {
         job: JobMessage,
         source: Source,
         grace: watch::Receiver<bool>,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Outcome {
         let board = &self.lifecycle.runner.board;
         let Some(attempt) = board.open_attempt(job.id) else {
             return Outcome::Skipped;
         };
-        loop {
-            match board.claim(job.id, attempt, source).await {
-                Ok(true) => break,
-                Ok(false) => return Outcome::Skipped,
-                // A claim is retried until the broker has it: whether a
-                // failed produce landed is unknown, and a claim won but not
-                // known would leave the job held by a live worker.
-                Err(e) => {
-                    if *grace.borrow() {
-                        return Outcome::HandedBack;
-                    }
-                    tracing::warn!(job_id = %job.id, error = %e, "claim not acknowledged; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+        // The clone does not wait for the claim's round trip; a lost claim
+        // interrupts it, a won one takes its lease at once.
+        let (claimed, prepared) = {
+            let prepare = self.lifecycle.runner.prepare(&job, attempt, grace.clone());
+            let claim = self.claim(&job, attempt, source, &grace);
+            tokio::pin!(prepare, claim);
+            let mut prepared = None;
+            let claimed = loop {
+                tokio::select! {
+                    claimed = &mut claim => break claimed,
+                    done = &mut prepare, if prepared.is_none() => prepared = Some(done),
                 }
+            };
+            if claimed.is_ok() {
+                self.lease(&job, attempt, source, true);
             }
+            match prepared {
+                Some(done) => (claimed, done),
+                None => (claimed, prepare.await),
+            }
+        };
+        if let Err(outcome) = claimed {
+            self.lifecycle.runner.discard(prepared).await;
+            return outcome;
         }
-        self.lease(&job, attempt, source, true);
         let span = tracing::info_span!("job", job_id = %job.id, attempt, partition = source.partition, offset = source.offset);
         let outcome = self
             .lifecycle
-            .process(&job, attempt, grace, slot)
+            .process(&job, attempt, prepared, grace, slot)
             .instrument(span)
             .await;
         self.lease(&job, attempt, source, false);
@@ -431,6 +449,33 @@ impl<S: JobSource> Work<S> {
             }
         }
         outcome
+    }
+
+    /// Claims (job, attempt), retried until the broker has the claim:
+    /// whether a failed produce landed is unknown, and a claim won but not
+    /// known would leave the job held by a live worker. `Err` says what
+    /// became of a claim not won.
+    async fn claim(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        source: Source,
+        grace: &watch::Receiver<bool>,
+    ) -> Result<(), Outcome> {
+        let board = &self.lifecycle.runner.board;
+        loop {
+            match board.claim(job.id, attempt, source).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err(Outcome::Skipped),
+                Err(e) => {
+                    if *grace.borrow() {
+                        return Err(Outcome::HandedBack);
+                    }
+                    tracing::warn!(job_id = %job.id, error = %e, "claim not acknowledged; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
     }
 
     fn lease(&self, job: &JobMessage, attempt: u32, source: Source, on: bool) {
@@ -456,7 +501,7 @@ impl<S: JobSource> Work<S> {
 
 /// The jobs running here, by task, and the slots they hold.
 struct Slots {
-    permits: Arc<Semaphore>,
+    pool: SlotPool,
     tasks: JoinSet<Outcome>,
     by_task: HashMap<tokio::task::Id, Taken>,
     /// Jobs with a task here, so a job is not taken twice at once.
@@ -466,7 +511,7 @@ struct Slots {
 impl Slots {
     fn new(slots: usize) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(slots)),
+            pool: SlotPool::new(slots),
             tasks: JoinSet::new(),
             by_task: HashMap::new(),
             jobs: HashSet::new(),

@@ -110,7 +110,7 @@ impl Board {
     }
 
     /// Resolves when a run of (job, attempt) must stop: its owner
-    /// cancelled it, or a later attempt was queued.
+    /// cancelled it, a later attempt was queued, or another worker won it.
     pub async fn interrupted(&self, job: JobId, attempt: u32) -> Stop {
         let mut changes = self.log.changes();
         loop {
@@ -119,7 +119,12 @@ impl Board {
                 if book.is_cancelled(job) {
                     return Stop::Cancelled;
                 }
-                if book.current_attempt(job) > attempt {
+                // A later attempt, or this one won by another worker (a
+                // run prepared while its claim was decided, and lost).
+                let lost = book
+                    .holder(job, attempt)
+                    .is_some_and(|h| h.worker_id != self.worker_id);
+                if book.current_attempt(job) > attempt || lost {
                     return Stop::Superseded;
                 }
             }

@@ -4,7 +4,7 @@
 //! `app` is the process and its delivery loop over the slots, `delivery`,
 //! `consumer` and `ledger` the group side of the jobs topic, `steal` the
 //! rest of it, `board` the ignore topic (cancels and claims), `beat` the
-//! heartbeat, `lifecycle` one job's events, `runner` one job's run (with
+//! heartbeat, `slot` the slots, `lifecycle` one job's events, `runner` one job's run (with
 //! `package`, `git`, `process` and `upload` for its steps), and `outcome`
 //! what became of it.
 
@@ -21,6 +21,7 @@ pub mod package;
 pub mod process;
 mod runner;
 pub mod settings;
+mod slot;
 mod source;
 mod steal;
 pub mod upload;

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use common::kafka::Publisher;
 use common::{JobMessage, JobState, StatusEvent};
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::outcome::{Outcome, Report};
-use crate::runner::JobRunner;
+use crate::runner::{JobRunner, Prepared};
 use crate::settings::WorkerSettings;
+use crate::slot::Slot;
 
 pub struct Lifecycle {
     pub settings: Arc<WorkerSettings>,
@@ -29,23 +30,26 @@ impl Lifecycle {
         &self,
         job: &JobMessage,
         attempt: u32,
+        prepared: Prepared,
         grace_over: watch::Receiver<bool>,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Outcome {
         if self.runner.board.is_cancelled(job.id) {
             tracing::info!("cancelled before it started: skipped");
+            self.runner.discard(prepared).await;
             let report = Report::cancelled("cancelled before it started");
             return self.end(job, attempt, report, None, &grace_over).await;
         }
         let started = Instant::now();
         let running = self.event(job, JobState::Running, attempt);
         if !self.publish(job, &running, &grace_over).await {
+            self.runner.discard(prepared).await;
             return Outcome::HandedBack;
         }
         tracing::info!(url = %job.redacted_url, "job started");
         let report = match self
             .runner
-            .execute(job, attempt, grace_over.clone(), slot)
+            .execute(job, attempt, prepared, grace_over.clone(), slot)
             .await
         {
             Outcome::Ended(report) => report,

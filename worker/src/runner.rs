@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{JobMessage, JobState, LogStream};
 use s3::Bucket;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::board::Board;
@@ -19,6 +19,7 @@ use crate::outcome::{Outcome, Report, Stop};
 use crate::package::Package;
 use crate::process::{self, RunEnd, RunSpec};
 use crate::settings::{JobUser, WorkerSettings};
+use crate::slot::Slot;
 use crate::upload;
 
 const NO_FOLDER: &str = "the worker could not prepare a folder for the job; it can be resubmitted";
@@ -57,25 +58,70 @@ impl Folders {
 
 type Step<T> = Result<T, Outcome>;
 
+/// A job's folder with its repository cloned and its inputs written (or
+/// the failure that ended it there), ready for its scripts.
+pub struct Prepared {
+    folders: Folders,
+    ready: Step<Package>,
+}
+
 impl JobRunner {
-    /// Runs `job`. `shutdown` turns true when the grace period is over.
-    pub async fn execute(
+    /// The steps before the scripts: a fresh folder, the clone,
+    /// `package.json`, `config.json` and `output/`. They need no claim, so
+    /// they run while the claim is decided; a run that loses its claim is
+    /// interrupted (see `Board::interrupted`) and discarded.
+    pub async fn prepare(
         &self,
         job: &JobMessage,
         attempt: u32,
         shutdown: watch::Receiver<bool>,
-        slot: OwnedSemaphorePermit,
-    ) -> Outcome {
+    ) -> Prepared {
         let folders = Folders::new(self.settings.work_dir.join(job.id.to_string()));
-        let outcome = match self.steps(job, attempt, &folders, shutdown, slot).await {
+        let ready = self.ready(job, attempt, &folders, shutdown).await;
+        Prepared { folders, ready }
+    }
+
+    async fn ready(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        folders: &Folders,
+        shutdown: watch::Receiver<bool>,
+    ) -> Step<Package> {
+        prepare(folders).await?;
+        let phase = std::time::Instant::now();
+        self.clone_repo(job, attempt, &folders.repo, shutdown)
+            .await?;
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, "repository cloned");
+        let package = read_package(&folders.repo).await?;
+        self.write_inputs(job, folders).await?;
+        Ok(package)
+    }
+
+    /// Removes a prepared folder, run or not.
+    pub async fn discard(&self, prepared: Prepared) {
+        let root = prepared.folders.root.clone();
+        let removed = tokio::task::spawn_blocking(move || remove_dir(&root)).await;
+        if !matches!(removed, Ok(Ok(()))) {
+            tracing::warn!(dir = %prepared.folders.root.display(), "could not remove the job's folder");
+        }
+    }
+
+    /// Runs a prepared `job`. `shutdown` turns true when the grace period
+    /// is over.
+    pub async fn execute(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        prepared: Prepared,
+        shutdown: watch::Receiver<bool>,
+        slot: Slot,
+    ) -> Outcome {
+        let outcome = match self.steps(job, attempt, &prepared, shutdown, slot).await {
             Ok(report) | Err(Outcome::Ended(report)) => Outcome::Ended(report),
             Err(other) => other,
         };
-        let root = folders.root.clone();
-        let removed = tokio::task::spawn_blocking(move || remove_dir(&root)).await;
-        if !matches!(removed, Ok(Ok(()))) {
-            tracing::warn!(dir = %folders.root.display(), "could not remove the job's folder");
-        }
+        self.discard(prepared).await;
         outcome
     }
 
@@ -83,17 +129,12 @@ impl JobRunner {
         &self,
         job: &JobMessage,
         attempt: u32,
-        folders: &Folders,
+        prepared: &Prepared,
         shutdown: watch::Receiver<bool>,
-        slot: OwnedSemaphorePermit,
+        slot: Slot,
     ) -> Step<Report> {
-        prepare(folders).await?;
-        let phase = std::time::Instant::now();
-        self.clone_repo(job, attempt, &folders.repo, shutdown.clone())
-            .await?;
-        tracing::info!(ms = phase.elapsed().as_millis() as u64, "repository cloned");
-        let package = read_package(&folders.repo).await?;
-        self.write_inputs(job, folders).await?;
+        let package = prepared.ready.clone()?;
+        let folders = &prepared.folders;
         let report = self
             .run_scripts(job, attempt, &package, folders, shutdown)
             .await?;

@@ -131,5 +131,35 @@ def batch(run: Run, plat: Platform, token: str, workers: int, slots: int, base: 
         "mean_job_elapsed_s": r2(statistics.fmean(service)) if service else None,
         # Slot time per job beyond its sleep.
         "overhead_per_job_s": r2(makespan * workers * slots / n - s),
+        **_where_the_time_went(jobs, s, slots, first_sub),
         "measure": meas,
     }
+
+
+def _where_the_time_went(jobs: list[dict], sleep: float, slots: int, first_sub: float) -> dict:
+    """The makespan in parts: the first start after the first submission,
+    the gap a one-slot worker leaves between a job's sleep and its next
+    job's start (start to start, less the sleep), and the last job's end
+    after its sleep (its upload and terminal event)."""
+    starts = [parse_ts(j["startedAt"]) for j in jobs if j.get("startedAt")]
+    if not starts:
+        return {}
+    last = max(jobs, key=lambda j: parse_ts(j["finishedAt"]))
+    out = {"first_start_ms": round(1000 * (min(starts) - first_sub)),
+           "last_end_after_sleep_ms": round(1000 * (parse_ts(last["finishedAt"]) - parse_ts(last["startedAt"]) - sleep))}
+    if slots == 1:
+        gaps = []
+        by_worker: dict[str, list[float]] = {}
+        for j in jobs:
+            if j.get("startedAt"):
+                by_worker.setdefault(j.get("workerId") or "?", []).append(parse_ts(j["startedAt"]))
+        for ts in by_worker.values():
+            ts.sort()
+            gaps += [1000 * (b - a - sleep) for a, b in zip(ts, ts[1:])]
+        if gaps:
+            gaps.sort()
+            out["start_gap_ms"] = {"p50": round(gaps[len(gaps) // 2]), "max": round(gaps[-1]),
+                                   "sum": round(sum(gaps))}
+        out["last_start_spread_ms"] = round(1000 * (max(max(ts) for ts in by_worker.values())
+                                                   - min(max(ts) for ts in by_worker.values())))
+    return out

@@ -1,0 +1,90 @@
+//! Job slots (`docs/dispatch.md` §3): a slot is held from a job's claim
+//! until its processes end, and the delivery loop hears the moment one
+//! frees, so the next held job starts then rather than at the next tick.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// The worker's slots.
+pub struct SlotPool {
+    permits: Arc<Semaphore>,
+    freed: Arc<Notify>,
+    size: usize,
+}
+
+/// One slot, taken; frees itself when dropped.
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl SlotPool {
+    pub fn new(size: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(size)),
+            freed: Arc::new(Notify::new()),
+            size,
+        }
+    }
+
+    pub fn try_take(&self) -> Option<Slot> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(Slot {
+            permit: Some(permit),
+            freed: self.freed.clone(),
+        })
+    }
+
+    pub fn free(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    pub fn busy(&self) -> usize {
+        self.size - self.free()
+    }
+
+    /// Resolves once a slot was freed since the last call (a slot freed
+    /// while nobody waited is not missed: `Notify` keeps one wake-up).
+    pub async fn freed(&self) {
+        self.freed.notified().await
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The permit goes back before the wake-up, so the woken loop finds
+        // it free.
+        drop(self.permit.take());
+        self.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_freed_slot_wakes_the_waiter_and_is_free_again() {
+        let pool = SlotPool::new(2);
+        let a = pool.try_take().unwrap();
+        let _b = pool.try_take().unwrap();
+        assert!(pool.try_take().is_none());
+        assert_eq!(pool.busy(), 2);
+        drop(a);
+        tokio::time::timeout(Duration::from_secs(1), pool.freed())
+            .await
+            .expect("the free was not heard");
+        assert_eq!(pool.free(), 1);
+        assert!(pool.try_take().is_some());
+    }
+
+    #[tokio::test]
+    async fn no_wake_up_without_a_free() {
+        let pool = SlotPool::new(1);
+        let _a = pool.try_take().unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(50), pool.freed()).await;
+        assert!(waited.is_err());
+    }
+}
