@@ -30,6 +30,10 @@ pub fn tansu_binary() -> PathBuf {
     cache_dir().join(format!("tansu-{}/bin/tansu", version("TANSU")))
 }
 
+pub fn weed_binary() -> PathBuf {
+    cache_dir().join(format!("seaweedfs-{}/bin/weed", version("SEAWEED")))
+}
+
 pub fn secantus_binary() -> PathBuf {
     cache_dir().join(format!("secantus-{}/bin/secantusd-rs", version("SECANTUS")))
 }
@@ -38,6 +42,8 @@ pub fn secantus_binary() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    /// Signals go to the whole process group.
+    group: bool,
 }
 
 impl Server {
@@ -49,7 +55,11 @@ impl Server {
             .spawn()
             .unwrap_or_else(|e| panic!("{what} starts (run dev/install.sh): {e}"));
         wait_for_port(port, Duration::from_secs(20), what).await;
-        Self { child, port }
+        Self {
+            child,
+            port,
+            group: false,
+        }
     }
 
     /// A tansu broker of its own, in memory.
@@ -74,13 +84,52 @@ impl Server {
         Self::start(command, port, "secantusd-rs").await
     }
 
+    /// An S3-speaking server of its own (SeaweedFS, as `dev/stack.sh` runs
+    /// it), keeping its data in `data`, with one identity. It also takes
+    /// the three ports after `port`, and each of the four + 10000; it runs
+    /// in a process group of its own, which `signal` and drop reach whole.
+    pub async fn seaweed(port: u16, data: &Path, access_key: &str, secret_key: &str) -> Self {
+        std::fs::create_dir_all(data).expect("seaweed data folder");
+        let config = data.join("s3.json");
+        let identities = serde_json::json!({"identities": [{
+            "name": "test",
+            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }]});
+        std::fs::write(&config, identities.to_string()).expect("s3.json");
+        let mut command = Command::new(weed_binary());
+        command
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-master.port={}", port + 1))
+            .arg(format!("-volume.port={}", port + 2))
+            .arg(format!("-filer.port={}", port + 3))
+            .arg(format!("-s3.port={port}"))
+            .arg(format!("-s3.config={}", config.display()))
+            .args(["-webdav=false", "-admin.ui=false"])
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"]);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut server = Self::start(command, port, "weed").await;
+        server.group = true;
+        server
+    }
+
     /// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to the server.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
+        assert!(self.signal_quietly(signal), "kill -{signal}");
+    }
+
+    fn signal_quietly(&self, signal: &str) -> bool {
+        let target = if self.group {
+            format!("-{}", self.child.id())
+        } else {
+            self.child.id().to_string()
+        };
+        Command::new("kill")
+            .args([&format!("-{signal}"), "--", &target])
             .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{signal}");
+            .is_ok_and(|s| s.success())
     }
 }
 
@@ -89,9 +138,7 @@ impl Server {
     /// exit, then SIGKILL. (A `kill -9` right after a write can lose it in
     /// secantusd-rs even with journaled writes, which MongoDB does not.)
     pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = self.signal_quietly("TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -103,6 +150,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.group {
+            self.signal_quietly("KILL");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

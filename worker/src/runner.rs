@@ -136,13 +136,13 @@ impl JobRunner {
         let package = prepared.ready.clone()?;
         let folders = &prepared.folders;
         let report = self
-            .run_scripts(job, attempt, &package, folders, shutdown)
+            .run_scripts(job, attempt, &package, folders, shutdown.clone())
             .await?;
         // The processes have ended: the slot takes the next job while this
         // one's results are stored.
         drop(slot);
         self.still_current(job, attempt).await?;
-        Ok(self.store_results(job, folders, report).await)
+        self.store_results(job, folders, report, shutdown).await
     }
 
     /// Clones within the job's time limit, unless cancelled or shut down.
@@ -265,8 +265,18 @@ impl JobRunner {
     }
 
     /// Uploads the outputs and logs whatever the end: a failed or cancelled
-    /// run's partial results are what its owner needs to see why.
-    async fn store_results(&self, job: &JobMessage, folders: &Folders, report: Report) -> Report {
+    /// run's partial results are what its owner needs to see why. While
+    /// storage is unreachable the results stay in the job's folder and the
+    /// upload is retried, up to `LZ_UPLOAD_RETRY_SECS`: a run that ended
+    /// is not thrown away because storage blinked. A shutdown whose grace
+    /// is over hands the job back instead.
+    async fn store_results(
+        &self,
+        job: &JobMessage,
+        folders: &Folders,
+        report: Report,
+        shutdown: watch::Receiver<bool>,
+    ) -> Step<Report> {
         let max = self.settings.max_output_bytes;
         let (mut outputs, skipped) = upload::list_outputs(folders.output.clone()).await;
         if !skipped.is_empty() {
@@ -294,21 +304,35 @@ impl JobRunner {
             (LogStream::Stderr, folders.stderr_log.as_path()),
         ];
         let phase = std::time::Instant::now();
-        match upload::upload_results(&self.bucket, job.id, outputs, logs).await {
-            Ok(files) => {
-                tracing::info!(
-                    ms = phase.elapsed().as_millis() as u64,
-                    files = files.len(),
-                    "results stored"
-                );
-                report.output_files = files;
-                report
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "upload failed");
-                report.failed_after(
-                    "the job ran but its outputs could not be stored; it can be resubmitted",
-                )
+        let mut retry = Retry::new(self.settings.upload_retry);
+        loop {
+            match upload::upload_results(&self.bucket, job.id, outputs.clone(), logs).await {
+                Ok(files) => {
+                    tracing::info!(
+                        ms = phase.elapsed().as_millis() as u64,
+                        files = files.len(),
+                        retries = retry.count,
+                        "results stored"
+                    );
+                    report.output_files = files;
+                    return Ok(report);
+                }
+                Err(e) => {
+                    let Some(wait) = retry.next() else {
+                        tracing::error!(error = %e, retries = retry.count, "upload failed; giving up");
+                        return Ok(report.failed_after(format!(
+                            "the job ran but its outputs could not be stored: storage was \
+                             unreachable for {} s; it can be resubmitted",
+                            self.settings.upload_retry.as_secs()
+                        )));
+                    };
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "upload failed; results kept, retrying");
+                    let mut over = shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = over.wait_for(|over| *over) => return Err(Outcome::HandedBack),
+                    }
+                }
             }
         }
     }
@@ -423,9 +447,70 @@ fn give_to(dir: &Path, user: JobUser) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Exponential backoff (from 250 ms, doubling, at most 10 s between
+/// tries) within a total budget.
+struct Retry {
+    deadline: std::time::Instant,
+    wait: Duration,
+    count: u32,
+}
+
+impl Retry {
+    const FIRST: Duration = Duration::from_millis(250);
+    const LONGEST: Duration = Duration::from_secs(10);
+
+    fn new(budget: Duration) -> Self {
+        Self {
+            deadline: std::time::Instant::now() + budget,
+            wait: Self::FIRST,
+            count: 0,
+        }
+    }
+
+    /// How long to wait before the next try, or `None` when the budget
+    /// would be over by then.
+    fn next(&mut self) -> Option<Duration> {
+        let left = self
+            .deadline
+            .checked_duration_since(std::time::Instant::now())?;
+        if left.is_zero() {
+            return None;
+        }
+        let wait = self.wait.min(left);
+        self.wait = (self.wait * 2).min(Self::LONGEST);
+        self.count += 1;
+        Some(wait)
+    }
+}
+
 fn remove_dir(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_250_ms_doubling_to_10_s() {
+        let mut retry = Retry::new(Duration::from_secs(3600));
+        let waits: Vec<u64> = (0..8)
+            .map(|_| retry.next().unwrap().as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+        assert_eq!(retry.count, 8);
+    }
+
+    #[test]
+    fn no_retry_past_the_budget_and_the_last_wait_ends_with_it() {
+        assert_eq!(Retry::new(Duration::ZERO).next(), None);
+        let mut retry = Retry::new(Duration::from_millis(600));
+        assert_eq!(retry.next(), Some(Duration::from_millis(250)));
+        assert!(retry.next().unwrap() <= Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(650));
+        assert_eq!(retry.next(), None);
     }
 }

@@ -24,6 +24,9 @@ common::declare_settings! {
         MAX_OUTPUT_BYTES = "LZ_MAX_OUTPUT_BYTES" [W] default "1073741824";
         /// Kept per log stream (stdout, stderr; 10 MiB); the rest is read and dropped.
         MAX_LOG_BYTES = "LZ_MAX_LOG_BYTES" [W] default "10485760";
+        /// How long a run's results are kept and their upload retried (with backoff)
+        /// while storage is unreachable; then the job fails and says so.
+        UPLOAD_RETRY_SECS = "LZ_UPLOAD_RETRY_SECS" [W] default "300";
         /// After SIGTERM, how long the running job may still take; then it is stopped
         /// and handed back uncommitted, to run again on another worker.
         SHUTDOWN_GRACE_SECS = "LZ_SHUTDOWN_GRACE_SECS" [W] default "30";
@@ -73,6 +76,8 @@ pub struct WorkerSettings {
     pub max_output_bytes: u64,
     /// Per stream; the rest of the stream is drained and dropped.
     pub max_log_bytes: u64,
+    /// How long an upload is retried while storage is unreachable.
+    pub upload_retry: Duration,
     /// After SIGTERM, how long the running job may still take before it is
     /// killed and handed back to the group uncommitted.
     pub shutdown_grace: Duration,
@@ -136,6 +141,7 @@ impl WorkerSettings {
             job_timeout: Duration::from_secs(env.parse(&JOB_TIMEOUT_SECS)?),
             max_output_bytes: env.parse(&MAX_OUTPUT_BYTES)?,
             max_log_bytes: env.parse(&MAX_LOG_BYTES)?,
+            upload_retry: Duration::from_secs(env.parse(&UPLOAD_RETRY_SECS)?),
             shutdown_grace: Duration::from_secs(env.parse(&SHUTDOWN_GRACE_SECS)?),
             max_poll_interval: env.millis(&MAX_POLL_INTERVAL_MS)?,
             job_path: env.string(&JOB_PATH)?,
