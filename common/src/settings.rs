@@ -274,9 +274,9 @@ crate::declare_settings! {
         MONGO_URI = "LZ_MONGO_URI" [F O] default "mongodb://127.0.0.1:27017" secret;
         /// Database; holds the collections `jobs` and `observations`.
         MONGO_DB = "LZ_MONGO_DB" [F O] default "lanzadera";
-        /// Server selection and connect timeout: how long an operation waits for a
-        /// reachable server before failing (the API then answers 503). The worker does
-        /// not use MongoDB.
+        /// Server selection and connect timeout, and the frontend's bound on every
+        /// database call (a hung server answers nothing): past it the API answers 503.
+        /// The worker does not use MongoDB.
         MONGO_TIMEOUT_MS = "LZ_MONGO_TIMEOUT_MS" [F O] default "2000";
     }
 }

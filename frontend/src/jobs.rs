@@ -77,10 +77,14 @@ impl Jobs {
         let id = JobId::new();
         let now = timestamp::now();
         let record = JobRecord::queued(id, &caller.subject, &caller.username, &spec, now);
-        self.store
-            .insert(&record)
-            .await
-            .map_err(|e| unavailable("the job database", e))?;
+        if let Err(e) = self.store.insert(&record).await {
+            // An insert that timed out may still land on a hung server
+            // that wakes up: remove it, so that no record stays queued
+            // with no message behind it.
+            let jobs = self.clone();
+            tokio::spawn(async move { jobs.forget(id).await });
+            return Err(unavailable("the job database", e));
+        }
         let key = id.to_string();
         let message = JobMessage::new(id, &caller.subject, &spec, now);
         let partition = self.placement.partition(id);

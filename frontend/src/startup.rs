@@ -59,7 +59,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = mongo::connect(&settings.mongo).await?;
         spawn_provisioning(&settings, &db);
-        let store = JobStore::new(db);
+        let store = JobStore::new(db, settings.mongo.server_selection_timeout);
         let producer = kafka::Publisher::new(&settings.kafka)?;
         let oidc = web::Data::new(Oidc::new(settings.oidc.clone())?);
         let metrics = Metrics::new()?;

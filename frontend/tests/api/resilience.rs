@@ -88,3 +88,78 @@ async fn mongodb_down_means_not_ready_and_quick_503s_then_recovery() {
     accepted.sort_unstable();
     assert_eq!(ids, accepted);
 }
+
+/// A hung server (SIGSTOP: connections accepted, nothing answered) gets the
+/// same quick 503s as a stopped one: every call is bounded by
+/// `LZ_MONGO_TIMEOUT_MS`, and nothing submitted meanwhile is queued.
+#[tokio::test]
+async fn mongodb_hung_answers_503_within_its_timeout_then_recovers() {
+    let port = testkit::free_port();
+    let data = testkit::TempDir::new("mongo-hung");
+    let mongo = Server::secantus(port, data.path()).await;
+    let uri = format!("mongodb://127.0.0.1:{port}");
+    let settings = isolated_settings(&[("LZ_MONGO_URI", &uri), ("LZ_MONGO_TIMEOUT_MS", "1000")]);
+    let app = TestApp::spawn_settings(settings).await;
+    let token = app.alice().await;
+    let first = app
+        .submit_ok(&token, &json!({"url": "https://h.example/o/r"}))
+        .await;
+
+    mongo.signal("STOP");
+    let bound = Duration::from_millis(2500);
+    let started = Instant::now();
+    let refused = app
+        .submit(&token, &json!({"url": "https://h.example/o/r"}))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(refused.status(), 503);
+    assert!(took < bound, "submit took {took:?}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "unavailable");
+
+    let started = Instant::now();
+    let read = app.get(&token, &format!("/api/jobs/{first}")).await;
+    assert_eq!(read.status(), 503);
+    assert!(
+        started.elapsed() < bound,
+        "read took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let list = app.get(&token, "/api/jobs").await;
+    assert_eq!(list.status(), 503);
+    assert!(
+        started.elapsed() < bound,
+        "list took {:?}",
+        started.elapsed()
+    );
+
+    mongo.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = app.get(&token, &format!("/api/jobs/{first}")).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never answered again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second = app
+        .submit_ok(&token, &json!({"url": "https://h.example/o/r"}))
+        .await;
+    // The refused submission left no record behind once the server woke.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let listed: serde_json::Value = app.get(&token, "/api/jobs").await.json().await.unwrap();
+    let mut ids: Vec<String> = listed["jobs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|j| j["id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort_unstable();
+    let mut accepted = vec![first.to_string(), second.to_string()];
+    accepted.sort_unstable();
+    assert_eq!(ids, accepted, "{listed}");
+}
