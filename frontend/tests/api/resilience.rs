@@ -8,14 +8,41 @@ use testkit::servers::Server;
 
 use crate::helpers::{isolated_settings, TestApp};
 
+/// A MongoDB-speaking server of the test's own, and the frontend on it with
+/// a 1 s database timeout.
+struct PrivateMongo {
+    port: u16,
+    data: testkit::TempDir,
+    server: Server,
+    app: TestApp,
+}
+
+impl PrivateMongo {
+    async fn start(tag: &str) -> Self {
+        let port = testkit::free_port();
+        let data = testkit::TempDir::new(tag);
+        let server = Server::secantus(port, data.path()).await;
+        let uri = format!("mongodb://127.0.0.1:{port}");
+        let settings =
+            isolated_settings(&[("LZ_MONGO_URI", &uri), ("LZ_MONGO_TIMEOUT_MS", "1000")]);
+        let app = TestApp::spawn_settings(settings).await;
+        Self {
+            port,
+            data,
+            server,
+            app,
+        }
+    }
+}
+
 #[tokio::test]
 async fn mongodb_down_means_not_ready_and_quick_503s_then_recovery() {
-    let port = testkit::free_port();
-    let data = testkit::TempDir::new("mongo");
-    let mut mongo = Server::secantus(port, data.path()).await;
-    let uri = format!("mongodb://127.0.0.1:{port}");
-    let settings = isolated_settings(&[("LZ_MONGO_URI", &uri), ("LZ_MONGO_TIMEOUT_MS", "1000")]);
-    let app = TestApp::spawn_settings(settings).await;
+    let PrivateMongo {
+        port,
+        data,
+        server: mut mongo,
+        app,
+    } = PrivateMongo::start("mongo").await;
     let token = app.alice().await;
     let first = app
         .submit_ok(&token, &json!({"url": "https://h.example/o/r"}))
@@ -94,12 +121,13 @@ async fn mongodb_down_means_not_ready_and_quick_503s_then_recovery() {
 /// `LZ_MONGO_TIMEOUT_MS`, and nothing submitted meanwhile is queued.
 #[tokio::test]
 async fn mongodb_hung_answers_503_within_its_timeout_then_recovers() {
-    let port = testkit::free_port();
-    let data = testkit::TempDir::new("mongo-hung");
-    let mongo = Server::secantus(port, data.path()).await;
-    let uri = format!("mongodb://127.0.0.1:{port}");
-    let settings = isolated_settings(&[("LZ_MONGO_URI", &uri), ("LZ_MONGO_TIMEOUT_MS", "1000")]);
-    let app = TestApp::spawn_settings(settings).await;
+    // (The data folder is kept until the end: dropping it removes it.)
+    let PrivateMongo {
+        server: mongo,
+        app,
+        data: _data,
+        ..
+    } = PrivateMongo::start("mongo-hung").await;
     let token = app.alice().await;
     let first = app
         .submit_ok(&token, &json!({"url": "https://h.example/o/r"}))
