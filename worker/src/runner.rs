@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use common::{JobMessage, JobState, LogStream};
 use s3::Bucket;
 use tokio::sync::watch;
@@ -133,10 +134,10 @@ impl JobRunner {
         shutdown: watch::Receiver<bool>,
         slot: Slot,
     ) -> Step<Report> {
-        let package = prepared.ready.clone()?;
+        let package = prepared.ready.as_ref().map_err(Outcome::clone)?;
         let folders = &prepared.folders;
         let report = self
-            .run_scripts(job, attempt, &package, folders, shutdown.clone())
+            .run_scripts(job, attempt, package, folders, shutdown.clone())
             .await?;
         // The processes have ended: the slot takes the next job while this
         // one's results are stored.
@@ -448,27 +449,31 @@ fn give_to(dir: &Path, user: JobUser) -> std::io::Result<()> {
 }
 
 /// Exponential backoff (from 250 ms, doubling, at most 10 s between
-/// tries) within a total budget.
+/// tries; backon's builder, as the provisioner's) within a wall-clock
+/// budget: the last wait is cut to end with it.
 struct Retry {
     deadline: std::time::Instant,
-    wait: Duration,
+    waits: backon::ExponentialBackoff,
     count: u32,
 }
 
 impl Retry {
-    const FIRST: Duration = Duration::from_millis(250);
-    const LONGEST: Duration = Duration::from_secs(10);
-
     fn new(budget: Duration) -> Self {
+        let waits = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(10))
+            .with_factor(2.0)
+            .without_max_times()
+            .build();
         Self {
             deadline: std::time::Instant::now() + budget,
-            wait: Self::FIRST,
+            waits,
             count: 0,
         }
     }
 
     /// How long to wait before the next try, or `None` when the budget
-    /// would be over by then.
+    /// is over.
     fn next(&mut self) -> Option<Duration> {
         let left = self
             .deadline
@@ -476,8 +481,7 @@ impl Retry {
         if left.is_zero() {
             return None;
         }
-        let wait = self.wait.min(left);
-        self.wait = (self.wait * 2).min(Self::LONGEST);
+        let wait = self.waits.next()?.min(left);
         self.count += 1;
         Some(wait)
     }
