@@ -5,6 +5,7 @@
 //! service has one import root; code that needs only the domain depends on
 //! `domain` directly.
 
+pub mod heartbeats;
 pub mod ignore;
 pub mod kafka;
 pub mod mongo;

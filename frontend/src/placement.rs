@@ -4,19 +4,9 @@
 //! as it always did. Placement only saves the steal delay: a job on a busy
 //! or silent owner's partition is taken by a free worker anyway.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
+use common::heartbeats::{free_slots, Heartbeats};
 use common::settings::KafkaSettings;
-use common::{Heartbeat, JobId, StatusRecord, WorkerState};
-use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
-
-/// A heartbeat older than this says nothing about its worker now (the
-/// observer's default lease).
-const FRESH: Duration = Duration::from_secs(6);
+use common::{Heartbeat, JobId};
 
 /// How a live worker stood at its last heartbeat.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +20,7 @@ impl Standing {
     fn of(beat: &Heartbeat) -> Self {
         let taken = beat.busy + beat.held;
         Self {
-            free: beat.slots.saturating_sub(taken),
+            free: free_slots(beat),
             load: f64::from(taken) / f64::from(beat.slots.max(1)),
             partitions: beat.partitions.clone(),
         }
@@ -65,56 +55,23 @@ pub fn choose(id: JobId, live: &[Standing]) -> Option<i32> {
     worker.partitions.get(i).copied()
 }
 
-/// The heartbeats on status-topic partition 0, read from its recent tail
-/// (no group) so that a new replica has a view within one interval.
+/// Placement by the workers' heartbeats.
 #[derive(Clone)]
 pub struct Placement {
-    seen: Arc<Mutex<HashMap<String, (Instant, Heartbeat)>>>,
+    beats: Heartbeats,
 }
 
 impl Placement {
     pub fn start(kafka: &KafkaSettings) -> anyhow::Result<Self> {
         // Heartbeats come every 2 s; a long wait spares the broker.
-        let consumer = common::kafka::direct_consumer(
-            kafka,
-            &common::kafka::private_group("placement"),
-            500,
-            &[],
-        )?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&kafka.status_topic, 0, Offset::OffsetTail(200))?;
-        consumer.assign(&tpl)?;
-        let placement = Self {
-            seen: Arc::default(),
-        };
-        let seen = placement.seen.clone();
-        std::thread::Builder::new()
-            .name("placement".into())
-            .spawn(move || loop {
-                let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) else {
-                    continue;
-                };
-                if let Some(Ok(StatusRecord::Heartbeat(beat))) =
-                    message.payload().map(StatusRecord::parse)
-                {
-                    seen.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(beat.worker_id.clone(), (Instant::now(), beat));
-                }
-            })?;
-        Ok(placement)
+        Ok(Self {
+            beats: Heartbeats::start(kafka, "placement", 500)?,
+        })
     }
 
     /// The partition for a new job, or `None` to let its key decide.
     pub fn partition(&self, id: JobId) -> Option<i32> {
-        let live: Vec<Standing> = {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            seen.retain(|_, (at, _)| at.elapsed() < FRESH * 10);
-            seen.values()
-                .filter(|(at, b)| at.elapsed() < FRESH && b.state == WorkerState::Running)
-                .map(|(_, b)| Standing::of(b))
-                .collect()
-        };
+        let live: Vec<Standing> = self.beats.live().iter().map(Standing::of).collect();
         choose(id, &live)
     }
 }
@@ -122,6 +79,7 @@ impl Placement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn standing(free: u32, load: f64, partitions: &[i32]) -> Standing {
         Standing {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use common::heartbeats::{free_slots, Heartbeats};
 use common::kafka::{self, Publisher};
 use common::provision::Provisioner;
 use common::{storage, timestamp, JobId, JobMessage, Lease, Source, WorkerState};
@@ -21,11 +22,12 @@ use tracing::Instrument;
 use crate::beat::Pulse;
 use crate::board::Board;
 use crate::consumer::WorkerContext;
+use crate::deck::{Deck, Ticket, Why};
 use crate::delivery::Delivery;
 use crate::git;
 use crate::lifecycle::Lifecycle;
-use crate::outcome::Outcome;
-use crate::runner::JobRunner;
+use crate::outcome::{Outcome, Stop};
+use crate::runner::{JobRunner, Prepared};
 use crate::settings::WorkerSettings;
 use crate::slot::{Slot, SlotPool};
 use crate::source::{JobSource, KafkaSource};
@@ -45,6 +47,9 @@ pub struct Application<S: JobSource = KafkaSource> {
     settings: Arc<WorkerSettings>,
     work: Arc<Work<S>>,
     assigned: watch::Receiver<usize>,
+    /// The other workers' heartbeats: a job on deck here is released when
+    /// one of them has a free slot.
+    peers: Heartbeats,
 }
 
 /// What every job's task shares.
@@ -52,6 +57,13 @@ struct Work<S> {
     lifecycle: Lifecycle,
     source: S,
     pulse: Pulse,
+}
+
+/// Where a job's task will run it: in a slot taken for it, or on deck
+/// until one frees.
+enum Seat {
+    Now(Slot),
+    OnDeck(Ticket),
 }
 
 /// A job's task as the delivery loop tracks it.
@@ -122,6 +134,9 @@ impl Application<KafkaSource> {
             .context("cannot subscribe to the jobs topic")?;
         let tailer = Tailer::start(&settings.kafka).context("cannot tail the jobs topic")?;
         let read_back = ReadBack::new(&settings.kafka).context("kafka read-back consumer")?;
+        // A peer's heartbeat after its last job ends is what releases a job
+        // on deck here: the wait is short, so the release is prompt.
+        let peers = Heartbeats::start(&settings.kafka, "peers", 50).context("heartbeat reader")?;
         // The consumer is polled at least this often, idle or busy:
         // librdkafka counts max.poll.interval.ms from the last poll, and the
         // StreamConsumer's waker can miss a new message when the queue held
@@ -154,6 +169,7 @@ impl Application<KafkaSource> {
                 pulse: Pulse::new(settings.slots as u32),
             }),
             assigned,
+            peers,
             settings,
         })
     }
@@ -185,21 +201,24 @@ impl<S: JobSource> Application<S> {
         ));
         let (grace_over, grace_rx) = watch::channel(false);
         let mut slots = Slots::new(settings.slots);
+        let deck = Deck::new(slots.pool.clone());
+        let mut released_for: Option<i64> = None;
         let mut draining = false;
         let mut grace_deadline: Option<Instant> = None;
         let mut ticks = Ticks::new();
         loop {
             if !draining {
-                self.start_jobs(&mut slots, &grace_rx, &mut ticks);
+                self.start_jobs(&mut slots, &deck, &grace_rx, &mut ticks);
+                self.release_for_idle_peer(&deck, &mut released_for);
             }
-            let free = slots.pool.free();
+            // Jobs on deck count as held: the bound does not grow with them.
             let room = if draining {
                 0
             } else {
-                free + settings.prefetch
+                (slots.pool.free() + settings.prefetch).saturating_sub(deck.len())
             };
             self.work.source.fit(room);
-            self.update_vitals(&slots, draining);
+            self.update_vitals(&slots, &deck, draining);
             if ticks.commit.elapsed() >= COMMIT_TICK {
                 self.work.source.commit(false);
                 ticks.commit = Instant::now();
@@ -214,6 +233,7 @@ impl<S: JobSource> Application<S> {
                     // Held jobs are not done: their partitions' next
                     // owners get them.
                     self.work.source.drop_held();
+                    deck.release_all();
                     grace_deadline = Some(Instant::now() + settings.shutdown_grace);
                     tracing::info!(
                         running = slots.tasks.len(),
@@ -248,38 +268,42 @@ impl<S: JobSource> Application<S> {
         Ok(())
     }
 
-    /// Fills free slots: held jobs first, in order, then a job to steal.
-    fn start_jobs(&self, slots: &mut Slots, grace: &watch::Receiver<bool>, ticks: &mut Ticks) {
+    /// Fills free slots (held jobs first, in order, then a job to steal),
+    /// then, with every slot busy, puts held jobs on deck.
+    fn start_jobs(
+        &self,
+        slots: &mut Slots,
+        deck: &Deck,
+        grace: &watch::Receiver<bool>,
+        ticks: &mut Ticks,
+    ) {
+        self.fill_free_slots(slots, deck, grace, ticks);
+        self.fill_deck(slots, deck, grace);
+    }
+
+    fn fill_free_slots(
+        &self,
+        slots: &mut Slots,
+        deck: &Deck,
+        grace: &watch::Receiver<bool>,
+        ticks: &mut Ticks,
+    ) {
         // A slot is held from the claim until the job's processes end: its
         // upload and terminal event overlap the next job's start. It is
         // taken only for a job to start: a slot dropped unused would wake
-        // this loop again at once.
-        while slots.pool.free() > 0 {
+        // this loop again at once. Slots that jobs on deck will take are
+        // theirs.
+        while slots.pool.free() > deck.len() {
             if let Some(held) = self.work.source.next_held() {
-                let source = held.source;
-                let Some(job) = held.job else {
-                    // Nothing can run it and nobody can be told: skip it
-                    // rather than block the partition.
-                    tracing::error!(
-                        partition = source.partition,
-                        offset = source.offset,
-                        "skipping a malformed job message"
-                    );
-                    self.work.source.done(source);
+                let Some((taken, job)) = self.runnable(held) else {
                     continue;
-                };
-                let taken = Taken {
-                    job: job.id,
-                    source,
-                    own: true,
                 };
                 let Some(slot) = slots.pool.try_take() else {
                     return;
                 };
-                let work = self.work.clone();
-                let grace = grace.clone();
+                let (work, grace, source) = (self.work.clone(), grace.clone(), taken.source);
                 slots.start(taken, async move {
-                    work.run_copy(job, source, grace, slot).await
+                    work.run_copy(job, source, grace, Seat::Now(slot)).await
                 });
                 continue;
             }
@@ -303,6 +327,75 @@ impl<S: JobSource> Application<S> {
             slots.start(taken, async move {
                 work.steal(job, source, message, grace, slot).await
             });
+        }
+    }
+
+    /// One held job on deck per busy slot, claimed and prepared, so that
+    /// it starts the moment a slot frees.
+    fn fill_deck(&self, slots: &mut Slots, deck: &Deck, grace: &watch::Receiver<bool>) {
+        while deck.len() < slots.pool.busy() && slots.pool.free() <= deck.len() {
+            let Some(held) = self.work.source.next_held() else {
+                return;
+            };
+            let Some((taken, job)) = self.runnable(held) else {
+                continue;
+            };
+            let ticket = deck.board(job.id);
+            let (work, grace, source) = (self.work.clone(), grace.clone(), taken.source);
+            slots.start(taken, async move {
+                work.run_copy(job, source, grace, Seat::OnDeck(ticket))
+                    .await
+            });
+        }
+    }
+
+    /// A held job ready to be taken; a malformed message is skipped (and
+    /// done) rather than left to block its partition.
+    fn runnable(&self, held: crate::source::Held) -> Option<(Taken, JobMessage)> {
+        let source = held.source;
+        let Some(job) = held.job else {
+            // Nothing can run it and nobody can be told.
+            tracing::error!(
+                partition = source.partition,
+                offset = source.offset,
+                "skipping a malformed job message"
+            );
+            self.work.source.done(source);
+            return None;
+        };
+        let taken = Taken {
+            job: job.id,
+            source,
+            own: true,
+        };
+        Some((taken, job))
+    }
+
+    /// Releases the job on deck that waited longest (at least the steal
+    /// delay) when a peer's latest heartbeat shows a free slot: one job
+    /// per such heartbeat, so that one idle peer does not empty every
+    /// deck. The peer takes it from the book's released jobs
+    /// (`docs/dispatch.md` §4).
+    fn release_for_idle_peer(&self, deck: &Deck, released_for: &mut Option<i64>) {
+        if deck.len() == 0 {
+            return;
+        }
+        let me = &self.settings.worker_id;
+        let Some(idle_at) = self
+            .peers
+            .live()
+            .iter()
+            .filter(|b| &b.worker_id != me && free_slots(b) > 0)
+            .map(|b| b.at.timestamp_millis())
+            .max()
+        else {
+            return;
+        };
+        if released_for.is_some_and(|at| at >= idle_at) {
+            return;
+        }
+        if deck.release_oldest(self.settings.steal_after) {
+            *released_for = Some(idle_at);
         }
     }
 
@@ -344,9 +437,9 @@ impl<S: JobSource> Application<S> {
         }
     }
 
-    fn update_vitals(&self, slots: &Slots, draining: bool) {
+    fn update_vitals(&self, slots: &Slots, deck: &Deck, draining: bool) {
         let (held, partitions) = (
-            self.work.source.held() as u32,
+            (self.work.source.held() + deck.len()) as u32,
             self.work.source.partitions(),
         );
         let mut v = self.work.pulse.vitals();
@@ -387,17 +480,17 @@ impl<S: JobSource> Work<S> {
             return Outcome::Skipped;
         };
         tracing::debug!(job_id = %job, partition = source.partition, offset = source.offset, "taking a job that waited on another worker");
-        self.run_copy(message, source, grace, slot).await
+        self.run_copy(message, source, grace, Seat::Now(slot)).await
     }
 
     /// Claims the job's attempt and, if this worker won it, runs it under
-    /// a lease that the heartbeats carry.
+    /// a lease that the heartbeats carry (on deck first, if so seated).
     async fn run_copy(
         &self,
         job: JobMessage,
         source: Source,
         grace: watch::Receiver<bool>,
-        slot: Slot,
+        seat: Seat,
     ) -> Outcome {
         let board = &self.lifecycle.runner.board;
         let Some(attempt) = board.open_attempt(job.id) else {
@@ -428,6 +521,19 @@ impl<S: JobSource> Work<S> {
             self.lifecycle.runner.discard(prepared).await;
             return outcome;
         }
+        let slot = match seat {
+            Seat::Now(slot) => Some(slot),
+            Seat::OnDeck(ticket) => {
+                match self.on_deck(&job, attempt, source, &prepared, ticket).await {
+                    Ok(slot) => slot,
+                    Err(outcome) => {
+                        self.lifecycle.runner.discard(prepared).await;
+                        self.lease(&job, attempt, source, false);
+                        return outcome;
+                    }
+                }
+            }
+        };
         let span = tracing::info_span!("job", job_id = %job.id, attempt, partition = source.partition, offset = source.offset);
         let outcome = self
             .lifecycle
@@ -449,6 +555,51 @@ impl<S: JobSource> Work<S> {
             }
         }
         outcome
+    }
+
+    /// Waits on deck for a slot. `Ok(None)`: the job will not run
+    /// (cancelled, or ended while it was prepared) and needs no slot.
+    /// `Err`: it leaves this worker unrun. A release that cannot be
+    /// published keeps the job here: its lease, renewed, covers it.
+    async fn on_deck(
+        &self,
+        job: &JobMessage,
+        attempt: u32,
+        source: Source,
+        prepared: &Prepared,
+        mut ticket: Ticket,
+    ) -> Result<Option<Slot>, Outcome> {
+        if !prepared.is_ready() {
+            return Ok(None);
+        }
+        let board = &self.lifecycle.runner.board;
+        loop {
+            let why = tokio::select! {
+                biased;
+                seated = ticket.seat() => match seated {
+                    Ok(slot) => return Ok(Some(slot)),
+                    Err(why) => why,
+                },
+                stop = board.interrupted(job.id, attempt) => return match stop {
+                    Stop::Cancelled => Ok(None),
+                    Stop::Superseded => Err(Outcome::Superseded),
+                    Stop::Shutdown => Err(Outcome::HandedBack),
+                },
+            };
+            match board.release(job.id, attempt, source).await {
+                Ok(()) => {
+                    tracing::info!(job_id = %job.id, reason = ?why, "job on deck released for another worker");
+                    return Err(Outcome::Released);
+                }
+                Err(e) if why == Why::Draining => {
+                    tracing::warn!(job_id = %job.id, error = %e, "job on deck not released; its lease will queue it again");
+                    return Err(Outcome::HandedBack);
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job.id, error = %e, "job on deck not released; it stays here")
+                }
+            }
+        }
     }
 
     /// Claims (job, attempt), retried until the broker has the claim:

@@ -12,6 +12,7 @@ mod app;
 mod beat;
 pub mod board;
 pub mod consumer;
+mod deck;
 mod delivery;
 pub mod git;
 pub mod ledger;

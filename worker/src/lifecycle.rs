@@ -26,13 +26,15 @@ impl Lifecycle {
     /// From the cancel check to the acknowledged terminal event. The
     /// claim read back before this saw every cancel published before it.
     /// `grace_over` turns true when a shutdown's grace period is over.
+    /// `slot` is `None` only for a job that will not run (cancelled, or
+    /// ended while it was prepared).
     pub async fn process(
         &self,
         job: &JobMessage,
         attempt: u32,
         prepared: Prepared,
         grace_over: watch::Receiver<bool>,
-        slot: Slot,
+        slot: Option<Slot>,
     ) -> Outcome {
         if self.runner.board.is_cancelled(job.id) {
             tracing::info!("cancelled before it started: skipped");
@@ -40,6 +42,7 @@ impl Lifecycle {
             let report = Report::cancelled("cancelled before it started");
             return self.end(job, attempt, report, None, &grace_over).await;
         }
+        debug_assert!(slot.is_some() || !prepared.is_ready());
         let started = Instant::now();
         let running = self.event(job, JobState::Running, attempt);
         if !self.publish(job, &running, &grace_over).await {

@@ -12,6 +12,10 @@ pub enum Outcome {
     /// The worker is shutting down and the job did not end within the grace
     /// period: it is released (`docs/dispatch.md` §8), to run elsewhere.
     HandedBack,
+    /// The job waited on deck while a peer had a free slot, and its claim
+    /// was released for that peer (`docs/dispatch.md` §4): done here, run
+    /// elsewhere at the same attempt.
+    Released,
     /// Another worker holds the job's attempt (or it was cancelled before
     /// anyone took it): this copy is skipped, nothing is published.
     Skipped,

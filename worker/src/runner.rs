@@ -66,6 +66,14 @@ pub struct Prepared {
     ready: Step<Package>,
 }
 
+impl Prepared {
+    /// Ready to run (not ended by a failed clone, a missing
+    /// `package.json`, a cancel...).
+    pub fn is_ready(&self) -> bool {
+        self.ready.is_ok()
+    }
+}
+
 impl JobRunner {
     /// The steps before the scripts: a fresh folder, the clone,
     /// `package.json`, `config.json` and `output/`. They need no claim, so
@@ -116,7 +124,7 @@ impl JobRunner {
         attempt: u32,
         prepared: Prepared,
         shutdown: watch::Receiver<bool>,
-        slot: Slot,
+        slot: Option<Slot>,
     ) -> Outcome {
         let outcome = match self.steps(job, attempt, &prepared, shutdown, slot).await {
             Ok(report) | Err(Outcome::Ended(report)) => Outcome::Ended(report),
@@ -132,7 +140,7 @@ impl JobRunner {
         attempt: u32,
         prepared: &Prepared,
         shutdown: watch::Receiver<bool>,
-        slot: Slot,
+        slot: Option<Slot>,
     ) -> Step<Report> {
         let package = prepared.ready.as_ref().map_err(Outcome::clone)?;
         let folders = &prepared.folders;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// The worker's slots.
+/// The worker's slots; clones share them.
+#[derive(Clone)]
 pub struct SlotPool {
     permits: Arc<Semaphore>,
     freed: Arc<Notify>,
@@ -34,6 +35,27 @@ impl SlotPool {
             permit: Some(permit),
             freed: self.freed.clone(),
         })
+    }
+
+    /// Waits for a slot. Waiters are served first come, first served, and
+    /// before `try_take`: a freed slot goes to a job on deck, not to a job
+    /// the loop would start instead (tokio's semaphore is fair).
+    pub async fn take(&self) -> Slot {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the slots' semaphore is never closed");
+        Slot {
+            permit: Some(permit),
+            freed: self.freed.clone(),
+        }
+    }
+
+    /// Wakes the delivery loop as a freed slot would.
+    pub fn wake(&self) {
+        self.freed.notify_one();
     }
 
     pub fn free(&self) -> usize {

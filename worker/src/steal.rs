@@ -218,6 +218,10 @@ impl ReadBack {
             &[
                 ("max.partition.fetch.bytes", "16384"),
                 ("queued.min.messages", "1"),
+                // librdkafka 2.12 holds the next fetch back 1 s once its
+                // queue is at `queued.min.messages`: a read-back after the
+                // previous one's leftovers waited that second (measured).
+                ("fetch.queue.backoff.ms", "10"),
             ],
         )?;
         Ok(Self {

@@ -84,3 +84,97 @@ async fn a_short_job_behind_a_long_one_is_taken_by_the_idle_worker_every_time() 
     a.stop().await;
     b.stop().await;
 }
+
+/// Waits until the ignore topic shows `job`'s first attempt claimed, and
+/// says by whom.
+async fn claimed_by(claims: &common::ignore::IgnoreLog, job: common::JobId) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < deadline {
+        if let Some(h) = claims.book().holder(job, 1) {
+            return Some(h.worker_id.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_waits_on_deck_claimed_and_starts_when_the_slot_frees() {
+    let git = GitServer::start();
+    let long = git.repo("public/deck-long.git", &files(&shell_job("sleep 3\n")));
+    let next = git.repo(
+        "public/deck-next.git",
+        &files(&shell_job("echo next > output/next.txt\n")),
+    );
+    let stack = Stack::new(1).await;
+    let claims = common::ignore::IgnoreLog::start(&stack.kafka, Duration::from_millis(20))
+        .await
+        .expect("ignore topic");
+    let worker = stack.start_worker(&[("LZ_WORKER_SLOTS", "1")]).await;
+    let long_id = stack.submit(&long, &[], None).await;
+    let long_start = stack.status.running(long_id, WAIT).await;
+    let next_id = stack.submit(&next, &[], None).await;
+    // Claimed while the only slot is busy: it is on deck.
+    assert_eq!(
+        claimed_by(&claims, next_id).await.as_deref(),
+        Some(worker.id.as_str()),
+        "the next job was not claimed while the slot was busy"
+    );
+    assert!(
+        stack.status.events_for(next_id).is_empty(),
+        "the job on deck published something while the slot was busy: {:?}",
+        stack.status.events_for(next_id)
+    );
+    let started = stack.status.running(next_id, WAIT).await;
+    let after = (started.at - long_start.at).num_milliseconds();
+    assert!(
+        after >= 2900,
+        "the job on deck started {after} ms after the 3 s job, in a slot it did not have"
+    );
+    let end = stack.status.terminal(next_id, WAIT).await;
+    assert_eq!(end.status, JobState::Succeeded, "{end:?}");
+    assert_eq!(stack.text(next_id, "output/next.txt").await, "next\n");
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_on_deck_ends_cancelled_without_running() {
+    let git = GitServer::start();
+    let long = git.repo("public/deck-busy.git", &files(&shell_job("sleep 3\n")));
+    let next = git.repo(
+        "public/deck-cancel.git",
+        &files(&shell_job("echo ran > output/ran.txt\n")),
+    );
+    let stack = Stack::new(1).await;
+    let claims = common::ignore::IgnoreLog::start(&stack.kafka, Duration::from_millis(20))
+        .await
+        .expect("ignore topic");
+    let worker = stack.start_worker(&[("LZ_WORKER_SLOTS", "1")]).await;
+    let long_id = stack.submit(&long, &[], None).await;
+    stack.status.running(long_id, WAIT).await;
+    let next_id = stack.submit(&next, &[], None).await;
+    assert!(claimed_by(&claims, next_id).await.is_some(), "not on deck");
+    stack.cancel(next_id).await;
+    let end = stack.status.terminal(next_id, WAIT).await;
+    assert_eq!(end.status, JobState::Cancelled, "{end:?}");
+    let long_end = stack.status.terminal(long_id, WAIT).await;
+    assert!(
+        end.at < long_end.at,
+        "the cancel waited for the slot: {end:?} / {long_end:?}"
+    );
+    let statuses: Vec<JobState> = stack
+        .status
+        .events_for(next_id)
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert!(!statuses.contains(&JobState::Running), "{statuses:?}");
+    assert!(
+        !stack
+            .objects(next_id)
+            .await
+            .contains(&"output/ran.txt".to_string()),
+        "the cancelled job ran"
+    );
+    worker.stop().await;
+}
