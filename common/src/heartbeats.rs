@@ -55,14 +55,15 @@ impl Heartbeats {
         Ok(beats)
     }
 
-    /// The latest heartbeat of every worker heard within `FRESH` that is
-    /// running (not draining).
-    pub fn live(&self) -> Vec<Heartbeat> {
+    /// `f` of the latest heartbeat of every worker heard within `FRESH`
+    /// that is running (not draining), where `f` gives something; the
+    /// heartbeats themselves (with their leases) are not copied.
+    pub fn live<T>(&self, f: impl Fn(&Heartbeat) -> Option<T>) -> Vec<T> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|_, (at, _)| at.elapsed() < FRESH * 10);
         seen.values()
             .filter(|(at, b)| at.elapsed() < FRESH && b.state == WorkerState::Running)
-            .map(|(_, b)| b.clone())
+            .filter_map(|(_, b)| f(b))
             .collect()
     }
 }

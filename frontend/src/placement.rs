@@ -71,7 +71,7 @@ impl Placement {
 
     /// The partition for a new job, or `None` to let its key decide.
     pub fn partition(&self, id: JobId) -> Option<i32> {
-        let live: Vec<Standing> = self.beats.live().iter().map(Standing::of).collect();
+        let live = self.beats.live(|b| Some(Standing::of(b)));
         choose(id, &live)
     }
 }

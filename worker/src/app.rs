@@ -381,14 +381,10 @@ impl<S: JobSource> Application<S> {
             return;
         }
         let me = &self.settings.worker_id;
-        let Some(idle_at) = self
+        let idle = self
             .peers
-            .live()
-            .iter()
-            .filter(|b| &b.worker_id != me && free_slots(b) > 0)
-            .map(|b| b.at.timestamp_millis())
-            .max()
-        else {
+            .live(|b| (&b.worker_id != me && free_slots(b) > 0).then(|| b.at.timestamp_millis()));
+        let Some(idle_at) = idle.into_iter().max() else {
             return;
         };
         if released_for.is_some_and(|at| at >= idle_at) {
