@@ -98,14 +98,24 @@ async fn claimed_by(claims: &common::ignore::IgnoreLog, job: common::JobId) -> O
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_next_job_waits_on_deck_claimed_and_starts_when_the_slot_frees() {
+/// A one-slot worker running a 3 s job, with `next` (a script) submitted
+/// after it and seen claimed by the worker: on deck.
+struct OnDeck {
+    _git: GitServer,
+    stack: Stack,
+    worker: support::InProcessWorker,
+    long_id: common::JobId,
+    long_start: common::StatusEvent,
+    next_id: common::JobId,
+}
+
+async fn job_on_deck(name: &str, next: &str) -> OnDeck {
     let git = GitServer::start();
-    let long = git.repo("public/deck-long.git", &files(&shell_job("sleep 3\n")));
-    let next = git.repo(
-        "public/deck-next.git",
-        &files(&shell_job("echo next > output/next.txt\n")),
+    let long = git.repo(
+        &format!("public/{name}-long.git"),
+        &files(&shell_job("sleep 3\n")),
     );
+    let next = git.repo(&format!("public/{name}-next.git"), &files(&shell_job(next)));
     let stack = Stack::new(1).await;
     let claims = common::ignore::IgnoreLog::start(&stack.kafka, Duration::from_millis(20))
         .await
@@ -120,6 +130,27 @@ async fn the_next_job_waits_on_deck_claimed_and_starts_when_the_slot_frees() {
         Some(worker.id.as_str()),
         "the next job was not claimed while the slot was busy"
     );
+    OnDeck {
+        _git: git,
+        stack,
+        worker,
+        long_id,
+        long_start,
+        next_id,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_waits_on_deck_claimed_and_starts_when_the_slot_frees() {
+    // `_git` is bound: the server must outlive the jobs.
+    let OnDeck {
+        _git,
+        stack,
+        worker,
+        long_start,
+        next_id,
+        ..
+    } = job_on_deck("deck", "echo next > output/next.txt\n").await;
     assert!(
         stack.status.events_for(next_id).is_empty(),
         "the job on deck published something while the slot was busy: {:?}",
@@ -139,21 +170,15 @@ async fn the_next_job_waits_on_deck_claimed_and_starts_when_the_slot_frees() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_on_deck_ends_cancelled_without_running() {
-    let git = GitServer::start();
-    let long = git.repo("public/deck-busy.git", &files(&shell_job("sleep 3\n")));
-    let next = git.repo(
-        "public/deck-cancel.git",
-        &files(&shell_job("echo ran > output/ran.txt\n")),
-    );
-    let stack = Stack::new(1).await;
-    let claims = common::ignore::IgnoreLog::start(&stack.kafka, Duration::from_millis(20))
-        .await
-        .expect("ignore topic");
-    let worker = stack.start_worker(&[("LZ_WORKER_SLOTS", "1")]).await;
-    let long_id = stack.submit(&long, &[], None).await;
-    stack.status.running(long_id, WAIT).await;
-    let next_id = stack.submit(&next, &[], None).await;
-    assert!(claimed_by(&claims, next_id).await.is_some(), "not on deck");
+    // `_git` is bound: the server must outlive the jobs.
+    let OnDeck {
+        _git,
+        stack,
+        worker,
+        long_id,
+        next_id,
+        ..
+    } = job_on_deck("cancel", "echo ran > output/ran.txt\n").await;
     stack.cancel(next_id).await;
     let end = stack.status.terminal(next_id, WAIT).await;
     assert_eq!(end.status, JobState::Cancelled, "{end:?}");
