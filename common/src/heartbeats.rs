@@ -83,7 +83,11 @@ fn read(consumer: &BaseConsumer, seen: &Mutex<HashMap<String, (Instant, Heartbea
 }
 
 /// Slots a worker had free at its heartbeat: neither running a job nor
-/// promised to one it holds.
+/// promised to one it holds or to one waiting on its partitions.
 pub fn free_slots(beat: &Heartbeat) -> u32 {
-    beat.slots.saturating_sub(beat.busy + beat.held)
+    beat.slots.saturating_sub(
+        beat.busy
+            .saturating_add(beat.held)
+            .saturating_add(beat.queued),
+    )
 }

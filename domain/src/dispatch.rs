@@ -124,6 +124,11 @@ pub struct Heartbeat {
     pub busy: u32,
     /// Fetched from its partitions, not started yet.
     pub held: u32,
+    /// Jobs on its partitions that nobody has claimed and it has not
+    /// fetched: what it will get to after the held ones. Absent (0) from
+    /// workers that predate it.
+    #[serde(default)]
+    pub queued: u32,
     pub partitions: Vec<i32>,
     pub leases: Vec<Lease>,
 }
@@ -570,6 +575,7 @@ mod tests {
             slots: 4,
             busy: 1,
             held: 0,
+            queued: 5,
             partitions: vec![0, 3],
             leases: vec![Lease {
                 job_id: id(1),

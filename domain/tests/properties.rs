@@ -347,12 +347,18 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
     (
         (text(), timestamp(), any::<u64>()),
         prop::sample::select(vec![WorkerState::Running, WorkerState::Draining]),
-        (any::<u32>(), any::<u32>(), any::<u32>()),
+        (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()),
         prop::collection::vec(any::<i32>(), 0..6),
         prop::collection::vec(lease(), 0..4),
     )
         .prop_map(
-            |((worker_id, at, interval_ms), state, (slots, busy, held), partitions, leases)| {
+            |(
+                (worker_id, at, interval_ms),
+                state,
+                (slots, busy, held, queued),
+                partitions,
+                leases,
+            )| {
                 Heartbeat {
                     kind: Heartbeat::KIND.into(),
                     worker_id,
@@ -362,6 +368,7 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
                     slots,
                     busy,
                     held,
+                    queued,
                     partitions,
                     leases,
                 }

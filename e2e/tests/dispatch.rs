@@ -1,7 +1,7 @@
 //! Dispatch under failure (`docs/dispatch.md`), with the services as
 //! processes: a worker killed with jobs in flight, one frozen and thawed,
 //! one killed after its partition moved, a job out of attempts, and a
-//! graceful shutdown with slots busy.
+//! graceful shutdown with slots busy and a job on deck.
 
 mod support;
 
@@ -210,28 +210,45 @@ async fn a_job_whose_workers_keep_dying_fails_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_with_slots_busy_hands_back_only_the_unfinished_job() {
-    let mut platform = Platform::start(0, &[("LZ_SHUTDOWN_GRACE_SECS", "2")]).await;
-    let a = platform.add_worker(&[("LZ_WORKER_SLOTS", "2")]);
+async fn sigterm_with_slots_busy_hands_back_only_the_unfinished_jobs() {
+    // The short job outlasts the second worker's start (the job on deck
+    // must still wait at the SIGTERM) and ends within the grace.
+    let mut platform = Platform::start(0, &[("LZ_SHUTDOWN_GRACE_SECS", "6")]).await;
+    // A steal delay this long keeps the job on deck there until the
+    // SIGTERM: no idle peer's heartbeat releases it first.
+    let a = platform.add_worker(&[("LZ_WORKER_SLOTS", "2"), ("LZ_STEAL_AFTER_MS", "60000")]);
     let token = platform.token(ALICE).await;
     let short = platform
-        .submit(&token, json!({"url": sleeper(&platform.repos, 1.0)}))
+        .submit(&token, json!({"url": sleeper(&platform.repos, 4.0)}))
         .await;
     let long = platform
-        .submit(&token, json!({"url": sleeper(&platform.repos, 5.0)}))
+        .submit(&token, json!({"url": sleeper(&platform.repos, 12.0)}))
         .await;
     wait_all(&platform, &token, &[short.clone(), long.clone()], |j| {
         j["status"] == "running"
     })
     .await;
+    let next = platform
+        .submit(&token, json!({"url": sleeper(&platform.repos, 1.0)}))
+        .await;
+    // The only job that can wait on deck there.
+    wait_log(&platform, &a, "job on deck: claimed").await;
     let b = platform.add_worker(&[("LZ_WORKER_SLOTS", "1")]);
     wait_log(&platform, &b, "worker ready").await;
+    let before = platform.job(&token, &short).await;
+    assert_eq!(
+        before["status"], "running",
+        "too late for the test: {before}"
+    );
     signal(&mut platform, &a, Signal::SIGTERM);
     let s = platform
         .wait(&token, &short, LONG, |j| j["status"] == "succeeded")
         .await;
     let l = platform
         .wait(&token, &long, LONG, |j| j["status"] == "succeeded")
+        .await;
+    let n = platform
+        .wait(&token, &next, LONG, |j| j["status"] == "succeeded")
         .await;
     let (a_id, b_id) = (platform.worker_id(&a), platform.worker_id(&b));
     assert_eq!(
@@ -246,6 +263,19 @@ async fn sigterm_with_slots_busy_hands_back_only_the_unfinished_job() {
         "the long one was handed back: {l}"
     );
     assert_eq!(l["attempt"], 1, "a hand-back is not a failed attempt: {l}");
+    assert_eq!(
+        n["workerId"],
+        b_id.as_str(),
+        "the job on deck was released: {n}"
+    );
+    assert_eq!(n["attempt"], 1, "a release is not a failed attempt: {n}");
+    let log = std::fs::read_to_string(platform.logs.join(format!("{a}.log"))).unwrap_or_default();
+    assert!(
+        log.lines().any(|l| l.contains(&next)
+            && l.contains("job on deck released")
+            && l.contains("Draining")),
+        "worker a did not release the job on deck at the SIGTERM"
+    );
     let exit = platform.service(&a).child.wait().expect("worker exits");
     assert!(exit.success(), "{exit:?}");
 }

@@ -222,6 +222,7 @@ mod tests {
             slots,
             busy,
             held: 0,
+            queued: 0,
             partitions: partitions.to_vec(),
             leases: leases
                 .iter()

@@ -42,6 +42,8 @@ const POLL_TICK: Duration = Duration::from_millis(25);
 /// and how often the committed offsets follow the ledger.
 const STEAL_TICK: Duration = Duration::from_millis(50);
 const COMMIT_TICK: Duration = Duration::from_millis(100);
+/// How often the heartbeat's count of the backlog is brought up to date.
+const QUEUED_TICK: Duration = Duration::from_millis(100);
 
 pub struct Application<S: JobSource = KafkaSource> {
     settings: Arc<WorkerSettings>,
@@ -218,7 +220,7 @@ impl<S: JobSource> Application<S> {
                 (slots.pool.free() + settings.prefetch).saturating_sub(deck.len())
             };
             self.work.source.fit(room);
-            self.update_vitals(&slots, &deck, draining);
+            self.update_vitals(&slots, &deck, draining, &mut ticks);
             if ticks.commit.elapsed() >= COMMIT_TICK {
                 self.work.source.commit(false);
                 ticks.commit = Instant::now();
@@ -433,12 +435,21 @@ impl<S: JobSource> Application<S> {
         }
     }
 
-    fn update_vitals(&self, slots: &Slots, deck: &Deck, draining: bool) {
+    fn update_vitals(&self, slots: &Slots, deck: &Deck, draining: bool, ticks: &mut Ticks) {
         let (held, partitions) = (
             (self.work.source.held() + deck.len()) as u32,
             self.work.source.partitions(),
         );
+        // Counting the backlog walks the tail's index: not on every pass.
+        let queued = (ticks.queued.elapsed() >= QUEUED_TICK).then(|| {
+            ticks.queued = Instant::now();
+            let book = self.work.lifecycle.runner.board.log().book();
+            self.work.source.queued(&book) as u32
+        });
         let mut v = self.work.pulse.vitals();
+        if let Some(queued) = queued {
+            v.queued = queued;
+        }
         v.busy = slots.pool.busy() as u32;
         v.held = held;
         v.partitions = partitions;
@@ -569,6 +580,7 @@ impl<S: JobSource> Work<S> {
             return Ok(None);
         }
         let board = &self.lifecycle.runner.board;
+        tracing::info!(job_id = %job.id, attempt, "job on deck: claimed and prepared, waiting for a slot");
         loop {
             let why = tokio::select! {
                 biased;
@@ -681,6 +693,7 @@ impl Slots {
 struct Ticks {
     steal: Instant,
     commit: Instant,
+    queued: Instant,
 }
 
 impl Ticks {
@@ -689,6 +702,7 @@ impl Ticks {
         Self {
             steal: now,
             commit: now,
+            queued: now,
         }
     }
 }

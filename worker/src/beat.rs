@@ -20,6 +20,7 @@ pub struct Vitals {
     pub slots: u32,
     pub busy: u32,
     pub held: u32,
+    pub queued: u32,
     pub partitions: Vec<i32>,
     pub leases: BTreeMap<JobId, Lease>,
 }
@@ -38,6 +39,7 @@ impl Pulse {
                 slots,
                 busy: 0,
                 held: 0,
+                queued: 0,
                 partitions: Vec::new(),
                 leases: BTreeMap::new(),
             })),
@@ -91,6 +93,7 @@ impl Pulse {
             slots: v.slots,
             busy: v.busy,
             held: v.held,
+            queued: v.queued,
             partitions: v.partitions.clone(),
             leases: v.leases.values().cloned().collect(),
         }

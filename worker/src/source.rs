@@ -46,6 +46,10 @@ pub trait JobSource: Send + Sync + 'static {
         now_ms: i64,
         min_age: Duration,
     ) -> Option<(JobId, Source, Option<JobMessage>)>;
+    /// Jobs on this worker's partitions that nobody has claimed and that
+    /// it does not hold yet: its backlog, which its heartbeat reports so
+    /// that placement does not pile new jobs behind it.
+    fn queued(&self, book: &ClaimBook) -> usize;
     /// Reads a job back from its position (blocking).
     fn read(&self, source: Source, timeout: Duration) -> Option<JobMessage>;
     /// Makes what is done durable; `wait` for the broker's answer.
@@ -125,6 +129,17 @@ impl JobSource for KafkaSource {
         self.tailer.prune_every_second(book);
         let min_age = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
         self.tailer.oldest_free(book, &own, taking, now_ms, min_age)
+    }
+
+    fn queued(&self, book: &ClaimBook) -> usize {
+        let (own, held): (HashSet<i32>, HashSet<Source>) = {
+            let state = self.delivery.context.state();
+            (
+                state.owned.iter().copied().collect(),
+                state.held.iter().map(source_of).collect(),
+            )
+        };
+        self.tailer.unclaimed_on(book, &own, &held)
     }
 
     fn read(&self, source: Source, timeout: Duration) -> Option<JobMessage> {

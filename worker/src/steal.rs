@@ -136,6 +136,27 @@ impl Tailer {
         Some((entry.job, source, entry.message))
     }
 
+    /// How many jobs on the `own` partitions the book says nobody holds and
+    /// nobody cancelled, leaving out those at `skip`.
+    pub fn unclaimed_on(
+        &self,
+        book: &ClaimBook,
+        own: &HashSet<i32>,
+        skip: &HashSet<Source>,
+    ) -> usize {
+        self.index()
+            .iter()
+            .filter(|(seen, entry)| {
+                own.contains(&seen.partition)
+                    && book.is_free(entry.job)
+                    && !skip.contains(&Source {
+                        partition: seen.partition,
+                        offset: seen.offset,
+                    })
+            })
+            .count()
+    }
+
     /// Drops the entries of jobs that are taken, so the index stays as
     /// small as the backlog; at most once a second.
     pub fn prune_every_second(&self, book: &ClaimBook) {
