@@ -16,7 +16,7 @@ pub mod telemetry;
 
 pub use domain::{dispatch, events, job, layout, observation, record, secret, state, timestamp};
 pub use domain::{
-    CancelRequest, Claim, ClaimBook, Directive, Heartbeat, IgnoreRecord, JobId, JobMessage,
+    CancelRequest, Claim, ClaimBook, Directive, GitRef, Heartbeat, IgnoreRecord, JobId, JobMessage,
     JobRecord, JobSpec, JobState, Lease, LogStream, Observation, OutputPath, Release, RepoPolicy,
     RepoUrl, Requeue, ScaleDecision, Secret, Source, SpecError, SpecLimits, StatusEvent,
     StatusRecord, WorkerState,

@@ -341,6 +341,10 @@ crate::declare_settings! {
         /// below `LZ_MAX_BODY_BYTES`, or the body limit answers first (413 instead of
         /// 400).
         MAX_CONFIG_BYTES = "LZ_MAX_CONFIG_BYTES" [F W] default "262144";
+        /// The most a job's `timeoutSeconds` may ask for (one day); a larger value is
+        /// refused with a 400 that names it. The worker also caps its default
+        /// (`LZ_JOB_TIMEOUT_SECS`) by it.
+        MAX_JOB_TIMEOUT_SECS = "LZ_MAX_JOB_TIMEOUT_SECS" [F W] default "86400";
     }
 }
 
@@ -557,6 +561,7 @@ impl JobPolicy {
                 max_args: env.parse(&MAX_ARGS)?,
                 max_args_bytes: env.parse(&MAX_ARGS_BYTES)?,
                 max_config_bytes: env.parse(&MAX_CONFIG_BYTES)?,
+                max_timeout_secs: env.parse(&MAX_JOB_TIMEOUT_SECS)?,
             },
         })
     }
@@ -581,6 +586,7 @@ mod tests {
             max_args: 256,
             max_args_bytes: 16 * 1024,
             max_config_bytes: 256 * 1024,
+            max_timeout_secs: 86_400,
         };
         assert_eq!(p.limits, limits);
     }

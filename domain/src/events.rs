@@ -19,6 +19,13 @@ pub struct JobMessage {
     pub redacted_url: String,
     pub args: Vec<String>,
     pub config: Option<String>,
+    /// The branch, tag or commit to run (checked by `GitRef`); absent: the
+    /// remote's HEAD.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// The job's own wall-clock limit, within the operator's maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
     #[serde(with = "timestamp")]
     pub submitted_at: DateTime<Utc>,
 }
@@ -33,6 +40,8 @@ impl JobMessage {
             redacted_url: spec.url.redacted().to_string(),
             args: spec.args.clone(),
             config: spec.config.clone(),
+            git_ref: spec.git_ref.as_ref().map(|r| r.as_str().to_string()),
+            timeout_seconds: spec.timeout_secs,
             submitted_at,
         }
     }
@@ -61,6 +70,9 @@ pub struct StatusEvent {
     pub output_files: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The commit the attempt runs (on `running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
 }
 
 impl StatusEvent {
@@ -76,6 +88,7 @@ impl StatusEvent {
             elapsed_seconds: None,
             output_files: None,
             error: None,
+            commit: None,
         }
     }
 }
@@ -133,6 +146,8 @@ mod tests {
             redacted_url: "https://***@h/o/r".into(),
             args: vec![],
             config: None,
+            git_ref: None,
+            timeout_seconds: None,
             submitted_at: timestamp::now(),
         };
         assert!(!format!("{m:?}").contains("tok"));

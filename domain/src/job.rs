@@ -66,6 +66,8 @@ pub struct SpecLimits {
     pub max_args: usize,
     pub max_args_bytes: usize,
     pub max_config_bytes: usize,
+    /// The most `timeoutSeconds` may ask for.
+    pub max_timeout_secs: u64,
 }
 
 /// The operator's defaults live in the settings declarations
@@ -79,6 +81,7 @@ impl Default for SpecLimits {
             max_args: 256,
             max_args_bytes: 16 * 1024,
             max_config_bytes: 256 * 1024,
+            max_timeout_secs: 86_400,
         }
     }
 }
@@ -145,8 +148,14 @@ pub enum SpecError {
     ConfigWrongType,
     #[error("`config` is larger than {0} bytes")]
     ConfigTooLarge(usize),
-    #[error("unknown field `{0}`: a job has `url`, `args` and `config`")]
+    #[error("unknown field `{0}`: a job has `url`, `args`, `config`, `ref` and `timeoutSeconds`")]
     UnknownField(String),
+    #[error("`ref` {0}; give a branch, a tag or a commit id, like `main`, `v1.2` or `3f2a9c1`")]
+    RefInvalid(&'static str),
+    #[error("`timeoutSeconds` must be a whole number of seconds, at least 1")]
+    TimeoutInvalid,
+    #[error("`timeoutSeconds` is over the operator's maximum of {0} seconds")]
+    TimeoutTooLong(u64),
     #[error(
         "`{0}` is part of the job contract but this version does not support it yet; leave it out"
     )]
@@ -154,11 +163,11 @@ pub enum SpecError {
 }
 
 /// The fields a job body may have.
-const FIELDS: [&str; 3] = ["url", "args", "config"];
+const FIELDS: [&str; 5] = ["url", "args", "config", "ref", "timeoutSeconds"];
 /// Fields of the contract (`docs/contract.md` §2) not built yet: refused by
 /// name rather than ignored, so that a job never runs without what its
 /// author asked for.
-const NOT_YET: [&str; 4] = ["ref", "timeoutSeconds", "retries", "secrets"];
+const NOT_YET: [&str; 2] = ["retries", "secrets"];
 
 /// A repository URL. The full form, which may hold credentials, is secret;
 /// `redacted()` is what logs, records and events show.
@@ -242,6 +251,52 @@ pub struct JobSpec {
     pub args: Vec<String>,
     /// Written verbatim to `config.json`.
     pub config: Option<String>,
+    /// The branch, tag or commit to run; the remote's HEAD when absent.
+    pub git_ref: Option<GitRef>,
+    /// The job's own wall-clock limit, within the operator's maximum.
+    pub timeout_secs: Option<u64>,
+}
+
+/// A branch, tag or commit id, as a job names it. Only names git itself
+/// would accept as a ref (`git check-ref-format`) or a hex commit id get
+/// here, so it can never be read as a revision expression (`main~1`) or an
+/// option (`-x`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRef(String);
+
+impl GitRef {
+    pub fn parse(raw: &str) -> Result<Self, SpecError> {
+        let bad = |why| Err(SpecError::RefInvalid(why));
+        if raw.is_empty() {
+            return bad("is empty");
+        }
+        if raw.len() > 255 {
+            return bad("is longer than 255 bytes");
+        }
+        if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return bad("must not contain spaces or control characters");
+        }
+        if raw.contains(['~', '^', ':', '?', '*', '[', '\\']) {
+            return bad("must not contain any of ~ ^ : ? * [ \\");
+        }
+        if raw.starts_with('-') || raw.starts_with('/') || raw.ends_with('/') {
+            return bad("must not begin with - or /, nor end with /");
+        }
+        if raw.contains("..") || raw.contains("//") || raw.contains("@{") || raw == "@" {
+            return bad("must not contain .., // or @{");
+        }
+        if raw.ends_with('.')
+            || raw.ends_with(".lock")
+            || raw.split('/').any(|c| c.starts_with('.'))
+        {
+            return bad("must not end with . or .lock, nor have a part that begins with .");
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl JobSpec {
@@ -270,7 +325,22 @@ impl JobSpec {
         };
         let args = parse_args(object.get("args"), limits)?;
         let config = parse_config(object.get("config"), limits)?;
-        Ok(Self { url, args, config })
+        let git_ref = match object.get("ref") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(GitRef::parse(s)?),
+            Some(_) => return Err(SpecError::RefInvalid("must be a string")),
+        };
+        let timeout_secs = match object.get("timeoutSeconds") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_timeout(v, limits)?),
+        };
+        Ok(Self {
+            url,
+            args,
+            config,
+            git_ref,
+            timeout_secs,
+        })
     }
 }
 
@@ -302,6 +372,21 @@ fn parse_args(raw: Option<&Value>, limits: &SpecLimits) -> Result<Vec<String>, S
         return Err(SpecError::ArgsWithNul);
     }
     Ok(args)
+}
+
+fn parse_timeout(raw: &Value, limits: &SpecLimits) -> Result<u64, SpecError> {
+    let secs = match raw.as_u64() {
+        Some(n) if n >= 1 => n,
+        // 30.0 is a whole number a JSON encoder may well write.
+        _ => match raw.as_f64() {
+            Some(f) if f >= 1.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => f as u64,
+            _ => return Err(SpecError::TimeoutInvalid),
+        },
+    };
+    if secs > limits.max_timeout_secs {
+        return Err(SpecError::TimeoutTooLong(limits.max_timeout_secs));
+    }
+    Ok(secs)
 }
 
 fn parse_config(raw: Option<&Value>, limits: &SpecLimits) -> Result<Option<String>, SpecError> {
@@ -436,8 +521,12 @@ mod tests {
                 SpecError::UnknownField("uri".into()),
             ),
             (
-                json!({"url": "https://h/o/r", "ref": "main"}),
-                SpecError::NotSupportedYet("ref".into()),
+                json!({"url": "https://h/o/r", "retries": 2}),
+                SpecError::NotSupportedYet("retries".into()),
+            ),
+            (
+                json!({"url": "https://h/o/r", "timeoutSeconds": 86_401}),
+                SpecError::TimeoutTooLong(86_400),
             ),
             (
                 json!({"url": "https://h/o/r", "secrets": {"T": "x"}}),
@@ -447,6 +536,83 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(parse(body.clone()), Err(expected), "body: {body}");
         }
+    }
+
+    #[test]
+    fn refs_git_would_take_are_kept_as_given() {
+        for name in [
+            "main",
+            "v1.2.0",
+            "feature/x-1",
+            "release@2",
+            "3f2a9c1",
+            "a".repeat(255).as_str(),
+        ] {
+            let spec = parse(json!({"url": "https://h/o/r", "ref": name})).unwrap();
+            assert_eq!(spec.git_ref.as_ref().map(GitRef::as_str), Some(name));
+        }
+        let spec = parse(json!({"url": "https://h/o/r", "ref": null})).unwrap();
+        assert_eq!(spec.git_ref, None);
+    }
+
+    #[test]
+    fn refs_that_are_not_names_are_refused_with_the_reason() {
+        let cases: &[(Value, &str)] = &[
+            (json!(""), "is empty"),
+            (json!("a".repeat(256)), "longer than 255"),
+            (json!("my branch"), "spaces"),
+            (json!("main\n"), "spaces or control"),
+            (json!("main~1"), "~ ^ :"),
+            (json!("HEAD^"), "~ ^ :"),
+            (json!("a:b"), "~ ^ :"),
+            (json!("feat*"), "~ ^ :"),
+            (json!("-x"), "begin with -"),
+            (json!("/main"), "begin with -"),
+            (json!("main/"), "end with /"),
+            (json!("a..b"), ".., //"),
+            (json!("a//b"), ".., //"),
+            (json!("main@{1}"), ".., //"),
+            (json!("@"), ".., //"),
+            (json!("v1."), "end with ."),
+            (json!("x.lock"), ".lock"),
+            (json!("a/.hidden"), "begins with ."),
+            (json!(7), "must be a string"),
+            (json!(["main"]), "must be a string"),
+        ];
+        for (raw, why) in cases {
+            let err = parse(json!({"url": "https://h/o/r", "ref": raw})).unwrap_err();
+            assert!(matches!(err, SpecError::RefInvalid(_)), "{raw}: {err:?}");
+            let text = err.to_string();
+            assert!(text.contains(why), "{raw}: {text}");
+            assert!(text.starts_with("`ref` "), "{text}");
+        }
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds_within_the_operators_maximum() {
+        let ok = |raw: Value| parse(json!({"url": "https://h/o/r", "timeoutSeconds": raw}));
+        assert_eq!(ok(json!(1)).unwrap().timeout_secs, Some(1));
+        assert_eq!(ok(json!(30.0)).unwrap().timeout_secs, Some(30));
+        assert_eq!(ok(json!(86_400)).unwrap().timeout_secs, Some(86_400));
+        assert_eq!(ok(Value::Null).unwrap().timeout_secs, None);
+        for bad in [
+            json!(0),
+            json!(-5),
+            json!(1.5),
+            json!("60"),
+            json!(true),
+            json!({}),
+        ] {
+            assert_eq!(ok(bad.clone()), Err(SpecError::TimeoutInvalid), "{bad}");
+        }
+        let err = ok(json!(90_000)).unwrap_err();
+        assert_eq!(err, SpecError::TimeoutTooLong(86_400));
+        assert!(
+            err.to_string().contains("maximum of 86400 seconds"),
+            "{err}"
+        );
+        let spec = parse(json!({"url": "https://h/o/r"})).unwrap();
+        assert_eq!((spec.git_ref, spec.timeout_secs), (None, None));
     }
 
     #[test]
@@ -556,6 +722,7 @@ mod tests {
             max_args: 2,
             max_args_bytes: 10,
             max_config_bytes: 8,
+            max_timeout_secs: 60,
         };
         let p = |b: Value| JobSpec::parse(&b, &strict(), &limits);
         assert_eq!(

@@ -19,7 +19,7 @@ pub use dispatch::{
     StatusRecord, WorkerState,
 };
 pub use events::{CancelRequest, JobMessage, StatusEvent};
-pub use job::{JobId, JobSpec, RepoPolicy, RepoUrl, SpecError, SpecLimits};
+pub use job::{GitRef, JobId, JobSpec, RepoPolicy, RepoUrl, SpecError, SpecLimits};
 pub use layout::{LogStream, OutputPath};
 pub use observation::{Observation, ScaleDecision};
 pub use record::JobRecord;

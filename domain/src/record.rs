@@ -18,6 +18,14 @@ pub struct JobRecord {
     pub url: String,
     pub args: Vec<String>,
     pub config: Option<String>,
+    /// As submitted; the commit it resolved to is `commit`.
+    #[serde(default, rename = "ref")]
+    pub git_ref: Option<String>,
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// The commit the latest attempt ran, once it started.
+    #[serde(default)]
+    pub commit: Option<String>,
     pub status: JobState,
     #[serde(with = "timestamp")]
     pub submitted_at: DateTime<Utc>,
@@ -52,6 +60,9 @@ impl JobRecord {
             url: spec.url.redacted().to_string(),
             args: spec.args.clone(),
             config: spec.config.clone(),
+            git_ref: spec.git_ref.as_ref().map(|r| r.as_str().to_string()),
+            timeout_seconds: spec.timeout_secs,
+            commit: None,
             status: JobState::Queued,
             submitted_at,
             started_at: None,

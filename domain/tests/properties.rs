@@ -34,6 +34,7 @@ fn limits() -> SpecLimits {
         max_args: 256,
         max_args_bytes: 16 * 1024,
         max_config_bytes: 256 * 1024,
+        max_timeout_secs: 86_400,
     }
 }
 
@@ -303,7 +304,13 @@ fn elapsed() -> impl Strategy<Value = f64> {
 
 fn status_event() -> impl Strategy<Value = StatusEvent> {
     (
-        (job_id(), text(), state(), timestamp()),
+        (
+            job_id(),
+            text(),
+            state(),
+            timestamp(),
+            prop::option::of("[0-9a-f]{40}"),
+        ),
         (
             prop::option::of(text()),
             any::<u32>(),
@@ -315,7 +322,7 @@ fn status_event() -> impl Strategy<Value = StatusEvent> {
     )
         .prop_map(
             |(
-                (job_id, owner, status, at),
+                (job_id, owner, status, at, commit),
                 (worker_id, attempt, exit_code, elapsed_seconds, output_files, error),
             )| StatusEvent {
                 job_id,
@@ -328,6 +335,7 @@ fn status_event() -> impl Strategy<Value = StatusEvent> {
                 elapsed_seconds,
                 output_files,
                 error,
+                commit,
             },
         )
 }
@@ -607,7 +615,7 @@ proptest! {
         config in "[a-zé]{0,12}",
         path in "[a-z]{1,40}",
     ) {
-        let limits = SpecLimits { max_url_bytes, max_args, max_args_bytes, max_config_bytes };
+        let limits = SpecLimits { max_url_bytes, max_args, max_args_bytes, max_config_bytes, max_timeout_secs: 60 };
         let url = format!("https://git.example.com/{path}");
         let body = json!({"url": url, "args": args, "config": config});
         let args_bytes: usize = args.iter().map(String::len).sum();

@@ -22,7 +22,7 @@ async fn two_users_run_download_cancel_and_see_the_load() {
     let hello = platform
         .submit(
             &alice,
-            json!({"url": platform.repo("hello"), "args": "'Ada Lovelace'"}),
+            json!({"url": platform.repo("hello"), "args": "'Ada Lovelace'", "ref": "main"}),
         )
         .await;
     let roots = platform
@@ -43,6 +43,10 @@ async fn two_users_run_download_cancel_and_see_the_load() {
         .wait(&alice, &hello, long, |j| j["status"] == "succeeded")
         .await;
     assert_eq!(job["exitCode"], 0);
+    // The branch asked for, and the commit it ran, as the worker resolved it.
+    assert_eq!(job["ref"], "main");
+    let head = testkit::repos::rev_parse(&platform.repos.join("hello"), "main");
+    assert_eq!(job["commit"], head.as_str(), "{job}");
     let files: Vec<&str> = job["files"]
         .as_array()
         .unwrap()

@@ -154,6 +154,9 @@ impl JobStore {
                 set.insert("attempt", i64::from(event.attempt));
                 set.insert("exitCode", Bson::Null);
                 set.insert("error", Bson::Null);
+                if let Some(commit) = &event.commit {
+                    set.insert("commit", commit.clone());
+                }
             } else {
                 set.insert("finishedAt", at);
                 if let Some(code) = event.exit_code {

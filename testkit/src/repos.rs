@@ -32,7 +32,8 @@ impl Drop for TempDir {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
+/// Runs `git <args>` in `dir` as a test identity; panics if it fails.
+pub fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .args([
             "-c",
@@ -46,6 +47,17 @@ fn git(dir: &Path, args: &[&str]) {
         .status()
         .expect("git");
     assert!(status.success(), "git {args:?} in {}", dir.display());
+}
+
+/// The commit id `rev` names in the repository at `dir`.
+pub fn rev_parse(dir: &Path, rev: &str) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", &format!("{rev}^{{commit}}")])
+        .current_dir(dir)
+        .output()
+        .expect("git rev-parse");
+    assert!(out.status.success(), "git rev-parse {rev}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Makes `dir` a git repository with everything in it committed.
@@ -140,13 +152,16 @@ impl GitServer {
         let work = TempDir::new("src");
         write_files(work.path(), files);
         commit_all(work.path());
+        self.publish(path, work.path())
+    }
+
+    /// Publishes the repository at `work`, every branch and tag, as a bare
+    /// repository at `<root>/<path>`, and returns its http url.
+    pub fn publish(&self, path: &str, work: &Path) -> String {
         let bare = self.root.path().join(path);
         std::fs::create_dir_all(bare.parent().expect("parent")).expect("mkdir");
-        let (src, dst) = (
-            work.path().display().to_string(),
-            bare.display().to_string(),
-        );
-        git(work.path(), &["clone", "-q", "--bare", &src, &dst]);
+        let (src, dst) = (work.display().to_string(), bare.display().to_string());
+        git(work, &["clone", "-q", "--bare", &src, &dst]);
         self.url(path)
     }
 

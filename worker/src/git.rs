@@ -8,9 +8,11 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{RepoPolicy, RepoUrl};
-use git2::build::RepoBuilder;
-use git2::{Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, RemoteCallbacks};
+use common::{GitRef, RepoPolicy, RepoUrl};
+use git2::build::{CheckoutBuilder, RepoBuilder};
+use git2::{
+    Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, RemoteCallbacks, Repository,
+};
 use url::Url;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,14 +38,17 @@ pub fn init_timeouts() {
     }
 }
 
-/// Clones `raw_url` into `dest` (which must not exist). Blocking: run it on
-/// a blocking thread. `abort` is checked during the transfer.
+/// Clones `raw_url` into `dest` (which must not exist) and checks out
+/// `wanted` (a branch, tag or commit; the remote's HEAD when `None`).
+/// Returns the commit id checked out. Blocking: run it on a blocking
+/// thread. `abort` is checked during the transfer.
 pub fn clone(
     raw_url: &str,
     policy: &RepoPolicy,
+    wanted: Option<&GitRef>,
     dest: &Path,
     abort: &AtomicBool,
-) -> Result<(), CloneError> {
+) -> Result<String, CloneError> {
     let repo_url =
         RepoUrl::parse(raw_url, policy).map_err(|e| CloneError::Failed(e.to_string()))?;
     let shown = repo_url.redacted().to_string();
@@ -91,17 +96,65 @@ pub fn clone(
     let mut fetch = FetchOptions::new();
     fetch.remote_callbacks(callbacks);
     // libgit2's local transport cannot make shallow clones; http(s) can.
-    if matches!(url.scheme(), "http" | "https") {
+    // A named ref may be any branch, tag or commit: the whole history is
+    // fetched so that each can be found (a server need not serve a commit
+    // by id).
+    if wanted.is_none() && matches!(url.scheme(), "http" | "https") {
         fetch.depth(1);
     }
     let result = RepoBuilder::new()
         .fetch_options(fetch)
         .clone(url.as_str(), dest);
-    match result {
-        Ok(_) => Ok(()),
-        Err(_) if abort.load(Ordering::Relaxed) => Err(CloneError::Aborted),
-        Err(e) => Err(CloneError::Failed(explain(&e, &shown, &secrets))),
-    }
+    let repo = match result {
+        Ok(repo) => repo,
+        Err(_) if abort.load(Ordering::Relaxed) => return Err(CloneError::Aborted),
+        Err(e) => return Err(CloneError::Failed(explain(&e, &shown, &secrets))),
+    };
+    let commit = match wanted {
+        None => repo.head().and_then(|h| h.peel_to_commit()),
+        Some(wanted) => return check_out(&repo, wanted, &shown),
+    };
+    commit.map(|c| c.id().to_string()).map_err(|e| {
+        CloneError::Failed(format!(
+            "could not read the commit cloned from {shown}: {}",
+            e.message()
+        ))
+    })
+}
+
+/// Checks out `wanted` detached: a remote branch of that name first, then
+/// a tag, then a commit id (or a unique prefix of one).
+fn check_out(repo: &Repository, wanted: &GitRef, shown: &str) -> Result<String, CloneError> {
+    let name = wanted.as_str();
+    let candidates = [
+        format!("refs/remotes/origin/{name}"),
+        format!("refs/tags/{name}"),
+    ];
+    let object = candidates
+        .iter()
+        .find_map(|r| repo.revparse_single(r).ok())
+        .or_else(|| {
+            // Only a hex string is tried as a commit id: anything else
+            // revparse would read as some other local name.
+            let hex = name.len() >= 4 && name.chars().all(|c| c.is_ascii_hexdigit());
+            hex.then(|| repo.revparse_single(name).ok()).flatten()
+        })
+        .ok_or_else(|| {
+            CloneError::Failed(format!(
+                "`ref` {name} is not a branch, tag or commit of {shown}"
+            ))
+        })?;
+    let failed = |e: git2::Error| {
+        CloneError::Failed(format!(
+            "could not check out {name} from {shown}: {}",
+            e.message()
+        ))
+    };
+    let commit = object.peel_to_commit().map_err(failed)?;
+    repo.checkout_tree(commit.as_object(), Some(CheckoutBuilder::new().force()))
+        .map_err(failed)?;
+    repo.set_head_detached(commit.id()).map_err(failed)?;
+    Ok(commit.id().to_string())
 }
 
 fn decode(part: &str) -> String {
@@ -164,7 +217,14 @@ mod tests {
     fn refused_scheme_is_explained() {
         let abort = AtomicBool::new(false);
         let dir = std::env::temp_dir().join(format!("lz-git-unit-{}", uuid::Uuid::new_v4()));
-        let err = clone("http://h/o/r.git", &RepoPolicy::default(), &dir, &abort).unwrap_err();
+        let err = clone(
+            "http://h/o/r.git",
+            &RepoPolicy::default(),
+            None,
+            &dir,
+            &abort,
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("scheme `http` is not allowed"),
             "{err}"

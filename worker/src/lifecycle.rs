@@ -44,7 +44,8 @@ impl Lifecycle {
         }
         debug_assert!(slot.is_some() || !prepared.is_ready());
         let started = Instant::now();
-        let running = self.event(job, JobState::Running, attempt);
+        let mut running = self.event(job, JobState::Running, attempt);
+        running.commit = prepared.commit().map(str::to_string);
         if !self.publish(job, &running, &grace_over).await {
             self.runner.discard(prepared).await;
             return Outcome::HandedBack;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use common::{JobMessage, JobState, LogStream};
+use common::{GitRef, JobMessage, JobState, LogStream};
 use s3::Bucket;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -63,10 +63,15 @@ type Step<T> = Result<T, Outcome>;
 /// the failure that ended it there), ready for its scripts.
 pub struct Prepared {
     folders: Folders,
-    ready: Step<Package>,
+    ready: Step<(Package, String)>,
 }
 
 impl Prepared {
+    /// The commit cloned, for the `running` event.
+    pub fn commit(&self) -> Option<&str> {
+        self.ready.as_ref().ok().map(|(_, commit)| commit.as_str())
+    }
+
     /// Ready to run (not ended by a failed clone, a missing
     /// `package.json`, a cancel...).
     pub fn is_ready(&self) -> bool {
@@ -96,15 +101,26 @@ impl JobRunner {
         attempt: u32,
         folders: &Folders,
         shutdown: watch::Receiver<bool>,
-    ) -> Step<Package> {
+    ) -> Step<(Package, String)> {
         prepare(folders).await?;
         let phase = std::time::Instant::now();
-        self.clone_repo(job, attempt, &folders.repo, shutdown)
+        let commit = self
+            .clone_repo(job, attempt, &folders.repo, shutdown)
             .await?;
-        tracing::info!(ms = phase.elapsed().as_millis() as u64, "repository cloned");
+        tracing::info!(ms = phase.elapsed().as_millis() as u64, %commit, "repository cloned");
         let package = read_package(&folders.repo).await?;
         self.write_inputs(job, folders).await?;
-        Ok(package)
+        Ok((package, commit))
+    }
+
+    /// The job's wall-clock limit: its own `timeoutSeconds` or the
+    /// worker's default, never over the operator's maximum.
+    fn time_limit(&self, job: &JobMessage) -> Duration {
+        let max = Duration::from_secs(self.settings.policy.limits.max_timeout_secs);
+        job.timeout_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(self.settings.job_timeout)
+            .min(max)
     }
 
     /// Removes a prepared folder, run or not.
@@ -142,7 +158,7 @@ impl JobRunner {
         shutdown: watch::Receiver<bool>,
         slot: Option<Slot>,
     ) -> Step<Report> {
-        let package = prepared.ready.as_ref().map_err(Outcome::clone)?;
+        let (package, _) = prepared.ready.as_ref().map_err(Outcome::clone)?;
         let folders = &prepared.folders;
         let report = self
             .run_scripts(job, attempt, package, folders, shutdown.clone())
@@ -161,15 +177,24 @@ impl JobRunner {
         attempt: u32,
         repo: &Path,
         shutdown: watch::Receiver<bool>,
-    ) -> Step<()> {
-        let deadline = Instant::now() + self.settings.job_timeout;
+    ) -> Step<String> {
+        let limit = self.time_limit(job);
+        let deadline = Instant::now() + limit;
+        // Checked again here: only a plain name may reach libgit2's
+        // revision parser.
+        let wanted = match job.git_ref.as_deref().map(GitRef::parse).transpose() {
+            Ok(wanted) => wanted,
+            Err(e) => return Err(Report::failed(e.to_string()).into()),
+        };
         let abort = Arc::new(AtomicBool::new(false));
         let task = {
             let url = job.url.clone();
             let policy = self.settings.policy.repos.clone();
             let dest = repo.to_path_buf();
             let abort = abort.clone();
-            tokio::task::spawn_blocking(move || git::clone(url.expose(), &policy, &dest, &abort))
+            tokio::task::spawn_blocking(move || {
+                git::clone(url.expose(), &policy, wanted.as_ref(), &dest, &abort)
+            })
         };
         tokio::pin!(task);
         let stopped_by = tokio::select! {
@@ -185,7 +210,7 @@ impl JobRunner {
             Some(why) => why.outcome("cloning"),
             None => Report::failed(format!(
                 "timed out after {} s while cloning the repository",
-                self.settings.job_timeout.as_secs()
+                limit.as_secs()
             ))
             .into(),
         })
@@ -230,17 +255,17 @@ impl JobRunner {
             max_log_bytes: settings.max_log_bytes,
             output_dir: &folders.output,
             max_output_bytes: settings.max_output_bytes,
-            deadline: Instant::now() + settings.job_timeout,
+            deadline: Instant::now() + self.time_limit(job),
             user: settings.job_user,
         };
         let phase = std::time::Instant::now();
         let end = process::run(&spec, self.stopped(job, attempt, shutdown)).await;
         tracing::info!(ms = phase.elapsed().as_millis() as u64, "scripts ended");
-        self.report_of(end)
+        self.report_of(end, self.time_limit(job))
     }
 
-    fn report_of(&self, end: RunEnd<Stop>) -> Step<Report> {
-        let limit = self.settings.job_timeout.as_secs();
+    fn report_of(&self, end: RunEnd<Stop>, limit: Duration) -> Step<Report> {
+        let limit = limit.as_secs();
         Ok(match end {
             RunEnd::Exited(0) => Report::succeeded(),
             RunEnd::Exited(code) => Report {
@@ -402,9 +427,9 @@ async fn read_package(repo: &Path) -> Step<Package> {
     }
 }
 
-fn finish_clone(done: Result<Result<(), CloneError>, tokio::task::JoinError>) -> Step<()> {
+fn finish_clone(done: Result<Result<String, CloneError>, tokio::task::JoinError>) -> Step<String> {
     let message = match done {
-        Ok(Ok(())) => return Ok(()),
+        Ok(Ok(commit)) => return Ok(commit),
         Ok(Err(CloneError::Failed(message))) => message,
         // Only this worker aborts, and it returns before reading this.
         Ok(Err(CloneError::Aborted)) => "the clone was stopped".into(),

@@ -16,8 +16,9 @@ common::declare_settings! {
         /// Folder under which each job gets a fresh directory, removed after the run.
         /// Created at start.
         WORK_DIR = "LZ_WORK_DIR" [W] computed "`$TMPDIR/lanzadera-worker-<pid>`";
-        /// Wall-clock limit of a job's clone, and separately of its run; a job over it
-        /// is killed and fails.
+        /// Wall-clock limit of a job's clone, and separately of its run, for a job that
+        /// sets no `timeoutSeconds` (at most `LZ_MAX_JOB_TIMEOUT_SECS`); a job over it is
+        /// killed and fails.
         JOB_TIMEOUT_SECS = "LZ_JOB_TIMEOUT_SECS" [W] default "3600";
         /// Limit on the total size of `output/` (1 GiB); a job exceeding it is killed and
         /// fails.

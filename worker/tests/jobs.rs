@@ -6,7 +6,10 @@ mod support;
 use std::time::Duration;
 
 use common::JobState;
-use support::{files, shell_job, GitServer, Stack, PASSWORD, USER};
+use support::{
+    files, git, job_message, rev_parse, shell_job, write_files, GitServer, Stack, TempDir,
+    PASSWORD, USER,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -223,6 +226,118 @@ async fn timeout_kills_the_whole_process_group() {
         !process_alive(pid.trim()),
         "background process {pid} survived"
     );
+    worker.stop().await;
+}
+
+/// A repository whose start script writes which version it is: `first`
+/// (tagged `v1`, annotated), `other` on branch `other` from there, and
+/// `latest` on `main`. Returns the url and the three commit ids.
+fn versioned_repo(git_server: &GitServer) -> (String, [String; 3]) {
+    let work = TempDir::new("versions");
+    let dir = work.path();
+    let version = |name: &str| {
+        write_files(
+            dir,
+            &files(&shell_job(&format!("echo {name} > output/which.txt\n"))),
+        );
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", name]);
+        rev_parse(dir, "HEAD")
+    };
+    git(dir, &["init", "-q", "-b", "main"]);
+    let first = version("first");
+    git(dir, &["tag", "-a", "v1", "-m", "the first"]);
+    git(dir, &["checkout", "-q", "-b", "other"]);
+    let other = version("other");
+    git(dir, &["checkout", "-q", "main"]);
+    let latest = version("latest");
+    (
+        git_server.publish("public/versions.git", dir),
+        [first, other, latest],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ref_runs_that_branch_tag_or_commit_and_the_commit_run_is_reported() {
+    let git_server = GitServer::start();
+    let (url, [first, other, latest]) = versioned_repo(&git_server);
+    let stack = Stack::new(2).await;
+    let worker = stack.start_worker(&[]).await;
+    let cases: [(Option<&str>, &str, &str); 5] = [
+        (None, "latest", &latest),
+        (Some("main"), "latest", &latest),
+        (Some("other"), "other", &other),
+        (Some("v1"), "first", &first),
+        (Some(&first[..10]), "first", &first),
+    ];
+    for (wanted, text, commit) in cases {
+        let mut message = job_message(&url);
+        message.git_ref = wanted.map(str::to_string);
+        let id = stack.submit_message(None, &message).await;
+        let end = stack.status.terminal(id, WAIT).await;
+        assert_eq!(end.status, JobState::Succeeded, "{wanted:?}: {end:?}");
+        assert_eq!(
+            stack.text(id, "output/which.txt").await,
+            format!("{text}\n"),
+            "{wanted:?}"
+        );
+        let running = &stack.status.events_for(id)[0];
+        assert_eq!(running.status, JobState::Running);
+        assert_eq!(running.commit.as_deref(), Some(commit), "{wanted:?}");
+    }
+    let mut message = job_message(&url);
+    message.git_ref = Some("nope".into());
+    let id = stack.submit_message(None, &message).await;
+    let end = stack.status.terminal(id, WAIT).await;
+    assert_eq!(end.status, JobState::Failed, "{end:?}");
+    let error = end.error.unwrap_or_default();
+    assert!(
+        error.contains("`ref` nope is not a branch, tag or commit of"),
+        "{error}"
+    );
+    // A revision expression never reaches git, even from the topic.
+    message.git_ref = Some("main~1".into());
+    message.id = common::JobId::new();
+    let id = stack.submit_message(None, &message).await;
+    let end = stack.status.terminal(id, WAIT).await;
+    assert_eq!(end.status, JobState::Failed, "{end:?}");
+    assert!(end.error.unwrap_or_default().contains("must not contain"));
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_own_timeout_applies_within_the_operators_maximum() {
+    let git_server = GitServer::start();
+    let url = git_server.repo(
+        "public/sleepy.git",
+        &files(&shell_job("echo started\nsleep 60\n")),
+    );
+    let stack = Stack::new(2).await;
+    let worker = stack
+        .start_worker(&[
+            ("LZ_JOB_TIMEOUT_SECS", "3600"),
+            ("LZ_MAX_JOB_TIMEOUT_SECS", "3"),
+        ])
+        .await;
+    // (asked, limit applied): its own; over the maximum, the maximum.
+    for (asked, limit) in [(1, 1), (100, 3)] {
+        let mut message = job_message(&url);
+        message.timeout_seconds = Some(asked);
+        let id = stack.submit_message(None, &message).await;
+        let end = stack.status.terminal(id, WAIT).await;
+        assert_eq!(end.status, JobState::Failed, "{end:?}");
+        let error = end.error.clone().unwrap_or_default();
+        assert!(
+            error.contains(&format!("timed out after {limit} s")),
+            "{asked}: {error}"
+        );
+        let elapsed = end.elapsed_seconds.unwrap_or_default();
+        assert!(
+            (limit as f64..limit as f64 + 5.0).contains(&elapsed),
+            "{asked}: {end:?}"
+        );
+        assert_eq!(stack.text(id, "logs/stdout.log").await, "started\n");
+    }
     worker.stop().await;
 }
 

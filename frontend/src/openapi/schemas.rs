@@ -144,9 +144,9 @@ pub enum Config {
 /// A job: a git repository whose `package.json` has a `scripts.start`
 /// command, run as `npm run start -- <args>` would run it, with `config`
 /// written to `config.json` first. Any other field is a 400 that names it
-/// (the contract's `ref`, `timeoutSeconds`, `retries` and `secrets` are not
-/// supported yet and are refused by name too). A `null` `args` or `config`
-/// is the same as leaving it out.
+/// (the contract's `retries` and `secrets` are not supported yet and are
+/// refused by name too). A `null` `args`, `config`, `ref` or
+/// `timeoutSeconds` is the same as leaving it out.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://github.com/acme/heat-sim.git",
@@ -165,6 +165,21 @@ pub struct JobSubmission {
     pub url: String,
     pub args: Option<Args>,
     pub config: Option<Config>,
+    /// The branch, tag or commit id to run (default: the remote's HEAD):
+    /// a name `git check-ref-format` accepts, or hex digits of a commit;
+    /// revision expressions like `main~1` are refused. The commit it
+    /// resolved to is recorded in the job as `commit`; a ref the
+    /// repository lacks fails the job and says so.
+    #[serde(rename = "ref")]
+    #[schema(max_length = 255, example = "main")]
+    pub git_ref: Option<String>,
+    /// The job's wall-clock limit in whole seconds, applied to the clone
+    /// and to the run separately; at most `LZ_MAX_JOB_TIMEOUT_SECS`
+    /// (default 86400): more is a 400 that names the maximum. Default: the
+    /// worker's `LZ_JOB_TIMEOUT_SECS` (3600).
+    #[serde(rename = "timeoutSeconds")]
+    #[schema(minimum = 1, example = 600)]
+    pub timeout_seconds: Option<u64>,
 }
 
 /// Download links of the run's standard output and error.

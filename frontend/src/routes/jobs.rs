@@ -55,6 +55,15 @@ pub struct JobView {
     /// The text written to `config.json` (an object submitted as `config`
     /// appears serialised).
     config: Option<String>,
+    /// The branch, tag or commit asked for; absent: the remote's HEAD.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    git_ref: Option<String>,
+    /// The job's own time limit, when it set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_seconds: Option<u64>,
+    /// The commit id the latest attempt ran (40 hex digits), once it
+    /// started.
+    commit: Option<String>,
     #[serde(with = "timestamp")]
     submitted_at: chrono::DateTime<chrono::Utc>,
     /// When the latest attempt started.
@@ -108,6 +117,9 @@ impl JobView {
             url: r.url,
             args: r.args,
             config: r.config,
+            git_ref: r.git_ref,
+            timeout_seconds: r.timeout_seconds,
+            commit: r.commit,
             submitted_at: r.submitted_at,
             started_at: r.started_at,
             finished_at: r.finished_at,

@@ -16,7 +16,9 @@ async fn submit_records_queues_and_shows_the_job_without_its_credentials() {
             &json!({
                 "url": "https://alice:ghp_T0KEN@git.example.com/acme/sim.git",
                 "args": "--mesh 'fine grid' -n 3",
-                "config": {"tolerance": 1e-6}
+                "config": {"tolerance": 1e-6},
+                "ref": "release/2.1",
+                "timeoutSeconds": 600
             }),
         )
         .await;
@@ -27,6 +29,9 @@ async fn submit_records_queues_and_shows_the_job_without_its_credentials() {
     assert_eq!(job["url"], "https://***@git.example.com/acme/sim.git");
     assert_eq!(job["args"], json!(["--mesh", "fine grid", "-n", "3"]));
     assert_eq!(job["config"], r#"{"tolerance":1e-6}"#);
+    assert_eq!(job["ref"], "release/2.1");
+    assert_eq!(job["timeoutSeconds"], 600);
+    assert_eq!(job["commit"], Value::Null, "known once a worker cloned it");
     assert_eq!(job["username"], "alice");
     assert_eq!(job["outputFiles"], json!([]));
     assert!(job["submittedAt"].as_str().unwrap().ends_with('Z'));
@@ -42,6 +47,8 @@ async fn submit_records_queues_and_shows_the_job_without_its_credentials() {
         queued[0]["url"],
         "https://alice:ghp_T0KEN@git.example.com/acme/sim.git"
     );
+    assert_eq!(queued[0]["ref"], "release/2.1");
+    assert_eq!(queued[0]["timeoutSeconds"], 600);
     let events = app
         .read_topic(&app.settings.kafka.status_topic, Duration::from_secs(3))
         .await;
@@ -179,9 +186,24 @@ async fn bad_submissions_get_a_clear_400_and_change_nothing() {
             "unknown field `arg`",
         ),
         (
-            json!({"url": REPO, "ref": "main"}),
+            json!({"url": REPO, "retries": 1}),
             400,
-            "`ref` is part of the job contract but this version does not support it yet",
+            "`retries` is part of the job contract but this version does not support it yet",
+        ),
+        (
+            json!({"url": REPO, "ref": "main~1"}),
+            400,
+            "`ref` must not contain any of ~ ^ :",
+        ),
+        (
+            json!({"url": REPO, "timeoutSeconds": 0}),
+            400,
+            "`timeoutSeconds` must be a whole number of seconds",
+        ),
+        (
+            json!({"url": REPO, "timeoutSeconds": 999_999_999}),
+            400,
+            "over the operator's maximum of",
         ),
     ];
     for (body, status, message) in cases {

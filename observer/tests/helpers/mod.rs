@@ -106,6 +106,8 @@ impl TestObserver {
                 redacted_url: "https://example.invalid/r.git".into(),
                 args: vec![],
                 config: None,
+                git_ref: None,
+                timeout_seconds: None,
                 submitted_at: Utc::now(),
             })
             .collect();

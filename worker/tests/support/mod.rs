@@ -29,7 +29,8 @@ use tokio::task::JoinHandle;
 
 #[allow(unused_imports)] // each test binary uses its own part
 pub use testkit::repos::{
-    files, shell_job, GitServer, TempDir, GIT_PASSWORD as PASSWORD, GIT_USER as USER,
+    files, git, rev_parse, shell_job, write_files, GitServer, TempDir, GIT_PASSWORD as PASSWORD,
+    GIT_USER as USER,
 };
 
 /// One test's namespace on the stack.
@@ -189,26 +190,24 @@ impl Stack {
         args: &[&str],
         config: Option<&str>,
     ) -> JobId {
-        let id = JobId::new();
-        let message = JobMessage {
-            id,
-            owner: "test-owner".into(),
-            url: Secret::new(url.to_string()),
-            redacted_url: "(redacted)".into(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-            config: config.map(str::to_string),
-            submitted_at: timestamp::now(),
-        };
+        let mut message = job_message(url);
+        message.args = args.iter().map(|a| a.to_string()).collect();
+        message.config = config.map(str::to_string);
+        self.submit_message(partition, &message).await
+    }
+
+    /// Queues `message` as it is, on `partition` (or the key's).
+    pub async fn submit_message(&self, partition: Option<i32>, message: &JobMessage) -> JobId {
         kafka::produce_json_at(
             &self.producer,
             &self.kafka.jobs_topic,
             partition,
-            &id.to_string(),
-            &message,
+            &message.id.to_string(),
+            message,
         )
         .await
         .expect("submit");
-        id
+        message.id
     }
 
     pub async fn cancel(&self, id: JobId) {
@@ -434,5 +433,21 @@ pub async fn wait_for_partitions(workers: &mut [&mut InProcessWorker], total: us
             "partitions never spread: {counts:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A job of a fresh id that runs `url` with no args, config, ref or
+/// timeout of its own.
+pub fn job_message(url: &str) -> JobMessage {
+    JobMessage {
+        id: JobId::new(),
+        owner: "test-owner".into(),
+        url: Secret::new(url.to_string()),
+        redacted_url: "(redacted)".into(),
+        args: Vec::new(),
+        config: None,
+        git_ref: None,
+        timeout_seconds: None,
+        submitted_at: timestamp::now(),
     }
 }
