@@ -335,7 +335,12 @@ impl<S: JobSource> Application<S> {
     /// One held job on deck per busy slot, claimed and prepared, so that
     /// it starts the moment a slot frees.
     fn fill_deck(&self, slots: &mut Slots, deck: &Deck, grace: &watch::Receiver<bool>) {
-        while deck.len() < slots.pool.busy() && slots.pool.free() <= deck.len() {
+        // Not while a slot's job is still being prepared: its clone comes
+        // first (the end of each preparation wakes this loop).
+        while slots.pool.preparing() == 0
+            && deck.len() < slots.pool.busy()
+            && slots.pool.free() <= deck.len()
+        {
             let Some(held) = self.work.source.next_held() else {
                 return;
             };
@@ -529,7 +534,10 @@ impl<S: JobSource> Work<S> {
             return outcome;
         }
         let slot = match seat {
-            Seat::Now(slot) => Some(slot),
+            Seat::Now(mut slot) => {
+                slot.prepared();
+                Some(slot)
+            }
             Seat::OnDeck(ticket) => {
                 match self.on_deck(&job, attempt, source, &prepared, ticket).await {
                     Ok(slot) => slot,

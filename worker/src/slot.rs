@@ -2,6 +2,7 @@
 //! until its processes end, and the delivery loop hears the moment one
 //! frees, so the next held job starts then rather than at the next tick.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -12,12 +13,17 @@ pub struct SlotPool {
     permits: Arc<Semaphore>,
     freed: Arc<Notify>,
     size: usize,
+    /// Slots taken by jobs still being prepared (cloned): jobs go on deck
+    /// only once there are none, so that a burst's first jobs do not share
+    /// the cores with the clones of the jobs behind them.
+    preparing: Arc<AtomicUsize>,
 }
 
 /// One slot, taken; frees itself when dropped.
 pub struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     freed: Arc<Notify>,
+    preparing: Option<Arc<AtomicUsize>>,
 }
 
 impl SlotPool {
@@ -26,14 +32,19 @@ impl SlotPool {
             permits: Arc::new(Semaphore::new(size)),
             freed: Arc::new(Notify::new()),
             size,
+            preparing: Arc::default(),
         }
     }
 
+    /// A slot for a job yet to be prepared: it counts as preparing until
+    /// `Slot::prepared` or its drop.
     pub fn try_take(&self) -> Option<Slot> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
+        self.preparing.fetch_add(1, Ordering::SeqCst);
         Some(Slot {
             permit: Some(permit),
             freed: self.freed.clone(),
+            preparing: Some(self.preparing.clone()),
         })
     }
 
@@ -50,7 +61,13 @@ impl SlotPool {
         Slot {
             permit: Some(permit),
             freed: self.freed.clone(),
+            preparing: None,
         }
+    }
+
+    /// Slots whose jobs are still being prepared.
+    pub fn preparing(&self) -> usize {
+        self.preparing.load(Ordering::SeqCst)
     }
 
     /// Wakes the delivery loop as a freed slot would.
@@ -73,8 +90,21 @@ impl SlotPool {
     }
 }
 
+impl Slot {
+    /// Its job is prepared: the loop may put the next ones on deck.
+    pub fn prepared(&mut self) {
+        if let Some(count) = self.preparing.take() {
+            count.fetch_sub(1, Ordering::SeqCst);
+            self.freed.notify_one();
+        }
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(count) = self.preparing.take() {
+            count.fetch_sub(1, Ordering::SeqCst);
+        }
         // The permit goes back before the wake-up, so the woken loop finds
         // it free.
         drop(self.permit.take());
@@ -100,6 +130,31 @@ mod tests {
             .expect("the free was not heard");
         assert_eq!(pool.free(), 1);
         assert!(pool.try_take().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_slot_counts_as_preparing_until_its_job_is_prepared_or_it_is_dropped() {
+        let pool = SlotPool::new(3);
+        let mut a = pool.try_take().unwrap();
+        let b = pool.try_take().unwrap();
+        assert_eq!(pool.preparing(), 2);
+        a.prepared();
+        assert_eq!(pool.preparing(), 1);
+        tokio::time::timeout(Duration::from_secs(1), pool.freed())
+            .await
+            .expect("the end of a preparation wakes the loop");
+        a.prepared();
+        assert_eq!(pool.preparing(), 1, "counted once");
+        drop(b);
+        assert_eq!(pool.preparing(), 0);
+        drop(a);
+        let waited = pool.take().await;
+        assert_eq!(
+            pool.preparing(),
+            0,
+            "a slot waited for is for a prepared job"
+        );
+        drop(waited);
     }
 
     #[tokio::test]
