@@ -34,6 +34,15 @@ def api_and_submissions(run: Run) -> None:
     run.record(submit.sustained(run))
 
 
+def reads_only(run: Run) -> None:
+    """Scenario 1a alone (its jobs have all ended): for before/after runs
+    of the read path with bench/compare.py."""
+    plat = run.platform("api", 2, {"LZ_WORKER_SLOTS": "1"})
+    _, pool = read.prepare(run, plat)
+    run.record(read.wrk(run, plat, len(pool)))
+    plat.stop()
+
+
 def latency_and_scaling(run: Run) -> None:
     run.record(scaling.scaling(run))  # records the latency scenario first
 
@@ -52,4 +61,4 @@ def burst(run: Run) -> None:
 
 # --only's names, in the order of a full run.
 GROUPS = {"api": api_and_submissions, "scaling": latency_and_scaling, "mixed": mixed_load,
-          "recovery": kill_recovery, "elasticity": burst}
+          "recovery": kill_recovery, "elasticity": burst, "reads": reads_only}
