@@ -55,6 +55,8 @@ def headline(scenarios: list[dict]) -> dict:
         head["read_rps"] = r["rps"]
         head["read_p95_ms"] = r["p95_ms"]
         head["read_rps_per_frontend_core"] = r["rps_per_frontend_core"]
+        # Scenario 1a polls jobs that have all ended (read.prepare waits for them).
+        head["read_ended_rps"] = r["rps"]
     if "read_locust" in sc:
         r = sc["read_locust"]["results"]
         head.update(locust_users=r["users"], locust_error_rate=r["error_rate"], locust_p95_ms=r["p95_ms"],

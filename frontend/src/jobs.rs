@@ -2,6 +2,8 @@
 //! Handlers parse the request, call one of these and turn the result into
 //! a response; the rules of `docs/contract.md` §3 live here.
 
+use std::sync::Arc;
+
 use common::kafka::Publisher;
 use common::settings::KafkaSettings;
 use common::{
@@ -21,6 +23,9 @@ pub struct Jobs {
     kafka: KafkaSettings,
     metrics: Metrics,
     placement: Placement,
+    /// Ended jobs by id: a terminal record never changes again
+    /// (`docs/contract.md` §3), so it can be served without the database.
+    ended: moka::sync::Cache<JobId, Arc<JobRecord>>,
 }
 
 /// What a cancel request did.
@@ -47,6 +52,7 @@ impl Jobs {
         kafka: KafkaSettings,
         metrics: Metrics,
         placement: Placement,
+        ended_entries: u64,
     ) -> Self {
         Self {
             store,
@@ -54,6 +60,7 @@ impl Jobs {
             kafka,
             metrics,
             placement,
+            ended: moka::sync::Cache::new(ended_entries),
         }
     }
 
@@ -128,11 +135,31 @@ impl Jobs {
     /// another tenant's alike.
     pub async fn get(&self, caller: &Caller, raw_id: &str) -> Result<JobRecord, ApiError> {
         let id = JobId::parse(raw_id).ok_or_else(ApiError::job_not_found)?;
-        self.store
+        if let Some(record) = self.ended.get(&id) {
+            self.metrics
+                .ended_job_reads
+                .with_label_values(&["memory"])
+                .inc();
+            // Someone else's job is as unknown from memory as from the
+            // database.
+            return (record.owner == caller.subject)
+                .then(|| JobRecord::clone(&record))
+                .ok_or_else(ApiError::job_not_found);
+        }
+        let record = self
+            .store
             .get(&caller.subject, id)
             .await
             .map_err(|e| unavailable("the job database", e))?
-            .ok_or_else(ApiError::job_not_found)
+            .ok_or_else(ApiError::job_not_found)?;
+        if record.status.is_terminal() {
+            self.metrics
+                .ended_job_reads
+                .with_label_values(&["database"])
+                .inc();
+            self.ended.insert(id, Arc::new(record.clone()));
+        }
+        Ok(record)
     }
 
     /// The caller's jobs, newest first.

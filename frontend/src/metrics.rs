@@ -1,5 +1,5 @@
 //! Prometheus metrics: requests by route and status, request latency, jobs
-//! submitted.
+//! submitted, reads of ended jobs by where they were served from.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
@@ -11,6 +11,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub jobs_submitted: IntCounter,
+    pub ended_job_reads: IntCounterVec,
 }
 
 impl Metrics {
@@ -36,12 +37,21 @@ impl Metrics {
         let jobs_submitted = IntCounter::new("jobs_submitted_total", "Jobs accepted")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let ended_job_reads = IntCounterVec::new(
+            Opts::new(
+                "ended_job_reads_total",
+                "Reads of ended jobs, by where they were served from (memory, database)",
+            ),
+            &["from"],
+        )?;
         registry.register(Box::new(jobs_submitted.clone()))?;
+        registry.register(Box::new(ended_job_reads.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             jobs_submitted,
+            ended_job_reads,
         })
     }
 

@@ -27,6 +27,9 @@ common::declare_settings! {
         RUN_RECORDER = "LZ_RUN_RECORDER" [F] default "true";
         /// Consumer group of the status recorder; the same for every replica.
         RECORDER_GROUP = "LZ_RECORDER_GROUP" [F] default "lanzadera-recorder";
+        /// Ended jobs kept in memory for reads (an ended job never changes again, so a
+        /// read of one needs no database round trip); about 1 KiB each. 0 turns it off.
+        ENDED_JOB_CACHE = "LZ_ENDED_JOB_CACHE_ENTRIES" [F] default "10000";
     }
 }
 
@@ -46,6 +49,8 @@ pub struct Settings {
     pub recorder_group: String,
     /// Run the status recorder in this process.
     pub run_recorder: bool,
+    /// Most ended jobs kept in memory for reads.
+    pub ended_job_cache: u64,
     pub kafka: KafkaSettings,
     pub mongo: MongoSettings,
     pub s3: S3Settings,
@@ -69,6 +74,7 @@ impl Settings {
             http_workers: env.parse_optional(&HTTP_WORKERS)?.unwrap_or(cores),
             recorder_group: env.string(&RECORDER_GROUP)?,
             run_recorder: env.flag(&RUN_RECORDER)?,
+            ended_job_cache: env.parse(&ENDED_JOB_CACHE)?,
             kafka: KafkaSettings::from_env(env)?,
             mongo: MongoSettings::from_env(env)?,
             s3: S3Settings::from_env(env)?,

@@ -70,6 +70,7 @@ impl Application {
                 settings.kafka.clone(),
                 metrics.clone(),
                 Placement::start(&settings.kafka)?,
+                settings.ended_job_cache,
             ),
             store: store.clone(),
             producer,

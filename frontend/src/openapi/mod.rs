@@ -45,7 +45,7 @@ use crate::routes;
             responses::BadQuery, responses::BadSubmission, responses::PayloadTooLarge,
             responses::Cancelled, responses::CancelRequested, responses::AlreadyFinished,
             responses::FileNotFound, responses::BadFileName, responses::Download,
-            responses::JobView, responses::Token, responses::LoginRefused,
+            responses::JobView, responses::NotModified, responses::Token, responses::LoginRefused,
         ),
     ),
     modifiers(&Bearer),

@@ -176,22 +176,41 @@ component!(
 
 component!(Token, body("Logged in.", "TokenResponse",));
 
+/// The `ETag` of a job's answer.
+fn with_etag(mut response: Response) -> Response {
+    let header = HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some("A strong tag of this answer (a hash of its body; the same on every replica). Send it back in `If-None-Match` to get a 304 while the job is unchanged."))
+        .build();
+    response.headers.insert("ETag".into(), header);
+    response
+}
+
+component!(
+    NotModified,
+    with_etag(
+        ResponseBuilder::new()
+            .description("The job is unchanged since the answer whose `ETag` came in `If-None-Match` (weak comparison; `*` matches any). No body.")
+            .build()
+    )
+);
+
 component!(
     JobView,
-    answer(
+    with_etag(answer(
         "The job.",
         "JobView",
         &[
             (
                 "succeeded",
-                json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "succeeded", "outputFiles": ["http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/result.csv", "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/plots/speed%20up.png"], "files": ["result.csv", "plots/speed up.png"], "logs": {"stdout": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stdout", "stderr": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stderr"}, "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://***@git.example.com/alice/heat-sim.git", "args": ["--steps", "1000", "--title", "two words"], "config": "{\"grid\":64}", "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": "2026-03-02T10:15:30.480Z", "finishedAt": "2026-03-02T10:15:42.903Z", "exitCode": 0, "error": null, "elapsedSeconds": 12.423, "workerId": "worker-7c9f", "attempt": 1}),
+                json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "succeeded", "outputFiles": ["http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/result.csv", "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/files/plots/speed%20up.png"], "files": ["result.csv", "plots/speed up.png"], "logs": {"stdout": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stdout", "stderr": "http://127.0.0.1:8080/api/jobs/6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f/logs?stream=stderr"}, "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://***@git.example.com/alice/heat-sim.git", "args": ["--steps", "1000", "--title", "two words"], "config": "{\"grid\":64}", "ref": "main", "commit": "3f2a9c1e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39", "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": "2026-03-02T10:15:30.480Z", "finishedAt": "2026-03-02T10:15:42.903Z", "exitCode": 0, "error": null, "elapsedSeconds": 12.423, "workerId": "worker-7c9f", "attempt": 1}),
             ),
             (
                 "queued",
-                json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "queued", "outputFiles": [], "files": [], "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://github.com/acme/heat-sim.git", "args": [], "config": null, "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": null, "finishedAt": null, "exitCode": null, "error": null, "elapsedSeconds": null, "workerId": null, "attempt": 0}),
+                json!({"id": "6f1c8a5e-2b7d-4c1e-9f3a-0a1b2c3d4e5f", "status": "queued", "outputFiles": [], "files": [], "owner": "0b9d3f7e-51a2-4c8e-a3f0-7d2c1e9b8a64", "username": "alice", "url": "https://github.com/acme/heat-sim.git", "args": [], "config": null, "commit": null, "submittedAt": "2026-03-02T10:15:30.120Z", "startedAt": null, "finishedAt": null, "exitCode": null, "error": null, "elapsedSeconds": null, "workerId": null, "attempt": 0}),
             ),
         ],
-    )
+    ))
 );
 
 component!(Download, {
@@ -228,7 +247,7 @@ macro_rules! answers {
     };
 }
 
-answers!(OneJob: "200" => JobView, "401" => Unauthorized, "404" => JobNotFound, "503" => Unavailable);
+answers!(OneJob: "200" => JobView, "304" => NotModified, "401" => Unauthorized, "404" => JobNotFound, "503" => Unavailable);
 
 answers!(CancelAnswers:
     "200" => Cancelled, "202" => CancelRequested, "401" => Unauthorized,

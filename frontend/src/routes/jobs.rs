@@ -2,7 +2,8 @@
 //! routes, which answer the same things in their old shapes, are in
 //! `compat.rs`.
 
-use actix_web::{delete, get, http::header, post, web, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, ContentType, ETag, EntityTag, IfNoneMatch};
+use actix_web::{delete, get, post, web, HttpMessage, HttpRequest, HttpResponse};
 use common::{timestamp, JobId, JobRecord, JobSpec, JobState};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
@@ -155,7 +156,9 @@ pub fn cancelled(outcome: Cancelled) -> HttpResponse {
     }
 }
 
-/// One job as the API shows it.
+/// One job as the API shows it, with an `ETag` of that representation
+/// (RFC 9110 §8.8.3): a poll that sends it back in `If-None-Match` gets a
+/// bodiless 304 while nothing changed.
 pub async fn show(
     state: &State,
     caller: &Caller,
@@ -163,7 +166,38 @@ pub async fn show(
     id: &str,
 ) -> Result<HttpResponse, ApiError> {
     let record = state.jobs.get(caller, id).await?;
-    Ok(HttpResponse::Ok().json(JobView::new(record, &state.base_url(req))))
+    let body = serde_json::to_vec(&JobView::new(record, &state.base_url(req))).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode a job");
+        ApiError::Internal
+    })?;
+    let tag = EntityTag::new_strong(content_tag(&body));
+    let unchanged = match req.get_header::<IfNoneMatch>() {
+        Some(IfNoneMatch::Any) => true,
+        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&tag)),
+        None => false,
+    };
+    // Revalidated on every use: a job that runs changes.
+    let mut answer = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    answer
+        .insert_header(ETag(tag))
+        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    Ok(if unchanged {
+        answer.finish()
+    } else {
+        answer.content_type(ContentType::json()).body(body)
+    })
+}
+
+/// A stable name for `body` (the same on every replica): its SHA-256,
+/// shortened.
+fn content_tag(body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[utoipa::path(

@@ -6,5 +6,6 @@ mod files;
 mod health;
 mod helpers;
 mod jobs;
+mod reads;
 mod recorder;
 mod resilience;
