@@ -416,6 +416,8 @@ fn assert_clear(err: &SpecError) {
             "`url`",
             "`args`",
             "`config`",
+            "`ref`",
+            "`timeoutSeconds`",
             "JSON object",
             "unknown field",
             "job contract"
