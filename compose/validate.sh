@@ -163,6 +163,8 @@ self_test() {
     "sed -i 's|^KEYCLOAK_URL=.*|KEYCLOAK_URL=http://localhost:8180|' compose/.env"
   expect_rejected "realm client without direct access grants" realm_checks \
     "sed -i 's/\"directAccessGrantsEnabled\": true/\"directAccessGrantsEnabled\": false/' keycloak/lanzadera-realm.json"
+  expect_rejected "command line client without the device grant" realm_checks \
+    "sed -i 's/\"oauth2.device.authorization.grant.enabled\": \"true\"/\"oauth2.device.authorization.grant.enabled\": \"false\"/' keycloak/lanzadera-realm.json"
   expect_rejected "worker image running as root" dockerfile_checks \
     "sed -i '/^ENV LZ_WORK_DIR/,\$ s/^USER 10001:10001\$/USER root/' compose/Dockerfile"
   expect_rejected "more workers than maxWorkers" cue_export \

@@ -315,6 +315,10 @@ crate::declare_settings! {
         /// Extra audience accepted besides `azp == LZ_OIDC_CLIENT_ID`, e.g. when tokens
         /// are obtained through another client with an audience mapper.
         OIDC_AUDIENCE = "LZ_OIDC_AUDIENCE" [F] unset;
+        /// The public client the `lanzadera` command signs in with (device code or
+        /// password grant, no secret). Its tokens are accepted too, and `GET
+        /// /auth/config` names it so the command needs no setup.
+        OIDC_CLI_CLIENT_ID = "LZ_OIDC_CLI_CLIENT_ID" [F] default "lanzadera-cli";
     }
 }
 
@@ -529,6 +533,8 @@ pub struct OidcSettings {
     /// Accepted audience besides `azp == client_id` (Keycloak access tokens
     /// carry `aud: "account"`, not the client id).
     pub audience: Option<String>,
+    /// The command line's public client, whose tokens are accepted as well.
+    pub cli_client_id: String,
 }
 
 impl OidcSettings {
@@ -538,6 +544,7 @@ impl OidcSettings {
             client_id: env.string(&OIDC_CLIENT_ID)?,
             client_secret: env.secret(&OIDC_CLIENT_SECRET)?,
             audience: env.optional(&OIDC_AUDIENCE),
+            cli_client_id: env.string(&OIDC_CLI_CLIENT_ID)?,
         })
     }
 }

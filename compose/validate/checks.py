@@ -402,6 +402,16 @@ def cmd_realm(root, compose_json):
         if client.get("secret") != fe.get("LZ_OIDC_CLIENT_SECRET"):
             problem(where, "client secret differs from the frontend's LZ_OIDC_CLIENT_SECRET (compose/.env OIDC_CLIENT_SECRET)")
 
+    cli_id = fe.get("LZ_OIDC_CLI_CLIENT_ID", "lanzadera-cli")
+    cli = clients.get(cli_id)
+    if not cli:
+        problem(where, f"no client {cli_id} (the lanzadera command's, LZ_OIDC_CLI_CLIENT_ID)")
+    else:
+        if cli.get("enabled") is False or cli.get("publicClient") is not True or cli.get("secret"):
+            problem(where, f"client {cli_id}: must be an enabled public client with no secret (a command line cannot keep one)")
+        if (cli.get("attributes") or {}).get("oauth2.device.authorization.grant.enabled") != "true":
+            problem(where, f"client {cli_id}: the device authorization grant must be on (lanzadera login)")
+
     users = {u.get("username"): u for u in realm.get("users") or []}
     for name, password in (("alice", "alice-pass"), ("bob", "bob-pass")):
         u = users.get(name)

@@ -7,6 +7,9 @@
 // access tokens shaped like Keycloak's. Users, the client and its secret are read
 // from the Keycloak realm export in keycloak/, so the two never drift apart.
 //
+// It also offers the device authorization grant (RFC 8628) and a sign-in page
+// for it, for the lanzadera CLI's public client.
+//
 // Environment (all optional):
 //   LZ_OIDC_PORT         listen port (default 8180)
 //   LZ_OIDC_HOST         listen address (default 127.0.0.1)
@@ -56,6 +59,9 @@ const baseUrl = (process.env.LZ_OIDC_BASE_URL || `http://${host}:${port}`).repla
 const realmPath = `/realms/${realm.realm}`;
 const issuer = `${baseUrl}${realmPath}`;
 const tokenTtl = Number(process.env.LZ_OIDC_TOKEN_TTL || realm.accessTokenLifespan || 300);
+// Keycloak's refresh token lives as long as the session may stay idle; each
+// refresh renews it.
+const refreshTtl = Number(realm.ssoSessionIdleTimeout || 1800);
 
 // Keycloak gives every user the realm's default role, a composite of these.
 const defaultRoleName = `default-roles-${realm.realm.toLowerCase()}`;
@@ -103,25 +109,33 @@ for (const u of realm.users ?? []) {
 }
 const usersById = new Map([...users.values()].map((u) => [u.id, u]));
 
+// Confidential clients sign in with their secret; public clients (a CLI, say)
+// with none, as Keycloak's "Client authentication: off".
 const realmClients = (realm.clients ?? []).filter(
-  (c) => c.clientId && c.enabled !== false && !c.publicClient && !c.bearerOnly && c.secret,
+  (c) => c.clientId && c.enabled !== false && !c.bearerOnly && (c.publicClient || c.secret),
 );
-if (!realmClients.length) throw new Error(`${realmFile}: no enabled confidential client with a secret`);
+if (!realmClients.length) throw new Error(`${realmFile}: no enabled client`);
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 const clients = realmClients.map((c) => {
   const grantTypes = [];
   if (c.directAccessGrantsEnabled) grantTypes.push('password');
   if (c.standardFlowEnabled) grantTypes.push('authorization_code');
-  if (c.serviceAccountsEnabled) grantTypes.push('client_credentials');
+  if (c.serviceAccountsEnabled && !c.publicClient) grantTypes.push('client_credentials');
+  if (c.attributes?.['oauth2.device.authorization.grant.enabled'] === 'true') grantTypes.push(DEVICE_GRANT);
+  // Keycloak hands out a refresh token with every user sign-in.
+  if (grantTypes.some((g) => g !== 'client_credentials')) grantTypes.push('refresh_token');
   return {
     client_id: c.clientId,
-    client_secret: c.secret,
+    client_name: c.name,
+    ...(c.publicClient ? {} : { client_secret: c.secret }),
     grant_types: grantTypes,
     response_types: c.standardFlowEnabled ? ['code'] : [],
     redirect_uris: c.standardFlowEnabled ? (c.redirectUris ?? []).filter((u) => !u.includes('*')) : [],
     // Both client_secret_basic and client_secret_post are accepted for
     // client-secret clients (oidc-provider treats them as one family).
-    token_endpoint_auth_method: 'client_secret_basic',
+    token_endpoint_auth_method: c.publicClient ? 'none' : 'client_secret_basic',
   };
 });
 
@@ -163,6 +177,11 @@ class InvalidUserCredentials extends errors.OIDCProviderError {
 const OIDC_SCOPES = ['openid', 'profile', 'email', 'roles', 'offline_access'];
 const DEFAULT_SCOPES = ['email', 'profile']; // what Keycloak grants when no scope is asked for
 
+// Keycloak has no resource indicators; the library needs one to issue JWT access
+// tokens from its own grants (device code, refresh), so every token is for this
+// one resource, and carries Keycloak's audience.
+const API_RESOURCE = 'urn:lanzadera:api';
+
 // Keycloak-shaped access token for a user, built from the library's JWT format.
 const accessTokenServer = {
   audience: 'account', // Keycloak's access tokens carry aud "account", not the client id
@@ -182,9 +201,44 @@ const provider = new Provider(issuer, {
     profile: ['name', 'preferred_username', 'given_name', 'family_name'],
   },
   features: {
-    devInteractions: { enabled: false }, // no login pages: this stand-in serves the password grant
+    devInteractions: { enabled: false }, // the login page below checks the realm's passwords
+    deviceFlow: {
+      enabled: true,
+      userCodeInputSource: async (ctx, form, out, err) => {
+        const msg = err ? 'That code is not valid. Try again.' : 'Enter the code your device shows.';
+        ctx.body = page('Sign in a device', `<p>${msg}</p>${form}<button type="submit" form="op.deviceInputForm">Continue</button>`);
+      },
+      userCodeConfirmSource: async (ctx, form, client, deviceInfo, userCode) => {
+        const name = escapeHtml(client.clientName || client.clientId);
+        ctx.body = page('Confirm the device', `<p><strong>${name}</strong> asks to sign in. Your device shows <code>${escapeHtml(userCode)}</code>.</p>${form}<button type="submit" form="op.deviceConfirmForm">Continue</button> <button type="submit" form="op.deviceConfirmForm" value="yes" name="abort">Abort</button>`);
+      },
+      successSource: async (ctx) => {
+        ctx.body = page('Signed in', '<p>Your device is signed in. You can close this window.</p>');
+      },
+    },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async () => API_RESOURCE,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (ctx, resource) => {
+        if (resource !== API_RESOURCE) throw new errors.InvalidTarget();
+        return accessTokenServer;
+      },
+    },
   },
-  ttl: { AccessToken: tokenTtl },
+  // Keycloak's clients here are first-party: a signed-in user is never asked to consent.
+  async loadExistingGrant(ctx) {
+    const known = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    const existing = known && (await ctx.oidc.provider.Grant.find(known));
+    if (existing) return existing;
+    const grant = fullGrant(ctx.oidc.session.accountId, ctx.oidc.client.clientId);
+    await grant.save();
+    return grant;
+  },
+  interactions: { url: async (ctx, interaction) => `${realmPath}/interaction/${interaction.uid}` },
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  expiresWithSession: async () => false,
+  ttl: { AccessToken: tokenTtl, RefreshToken: refreshTtl, Grant: refreshTtl * 20, DeviceCode: 600, Interaction: 600, Session: refreshTtl },
   routes: {
     authorization: '/protocol/openid-connect/auth',
     token: '/protocol/openid-connect/token',
@@ -226,6 +280,22 @@ const provider = new Provider(issuer, {
   },
 });
 
+function fullGrant(accountId, clientId) {
+  const grant = new provider.Grant({ accountId, clientId });
+  grant.addOIDCScope(OIDC_SCOPES.join(' '));
+  grant.addResourceScope(API_RESOURCE, accessTokenServer.scope);
+  return grant;
+}
+
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+// A plain page: nothing loaded from elsewhere (the machines have no internet).
+function page(title, body) {
+  return `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)}</title>
+<style>body{font-family:sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem}input,button{font-size:1rem;padding:.4rem;margin:.2rem 0}label{display:block;margin-top:.6rem}</style></head>
+<body><h1>${escapeHtml(title)}</h1>${body}</body></html>`;
+}
+
 function userClaims(user) {
   const out = { sub: user.id, preferred_username: user.username };
   for (const [k, v] of Object.entries(user.claims)) if (v !== undefined) out[k] = v;
@@ -264,10 +334,20 @@ provider.registerGrantType('password', async (ctx) => {
   token.resourceServer = accessTokenServer;
   const value = await token.save();
 
+  let refresh;
+  if (client.grantTypeAllowed('refresh_token')) {
+    const grant = fullGrant(user.id, client.clientId);
+    const grantId = await grant.save();
+    token.grantId = grantId;
+    refresh = new provider.RefreshToken({
+      accountId: user.id, client, gty: 'password', scope, grantId, resource: API_RESOURCE, sid: token.sid,
+    });
+  }
+
   ctx.body = {
     access_token: value,
     expires_in: token.expiration,
-    refresh_expires_in: 0,
+    ...(refresh ? { refresh_token: await refresh.save(), refresh_expires_in: refresh.expiration } : { refresh_expires_in: 0 }),
     token_type: 'Bearer',
     'not-before-policy': 0,
     session_state: token.sid,
@@ -304,6 +384,40 @@ async function userinfo(req, res) {
   res.end(JSON.stringify(userClaims(user)));
 }
 
+// ------------------------------------------------------------- login page
+
+// The sign-in step of the browser flows (device code, authorization code):
+// the realm's usernames and passwords, checked like the password grant.
+async function interaction(req, res) {
+  const html = (status, body) => {
+    res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(body);
+  };
+  try {
+    await provider.interactionDetails(req, res);
+  } catch {
+    return html(400, page('Sign in', '<p>This sign-in has expired or was started elsewhere. Start again from your device.</p>'));
+  }
+  const form = (message) => page(`Sign in to ${realm.displayName || realm.realm}`, `${message ? `<p role="alert">${escapeHtml(message)}</p>` : ''}
+<form method="post" autocomplete="off"><label for="username">Username</label><input id="username" name="username" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" required>
+<div><button type="submit">Sign in</button></div></form>`);
+  if (req.method === 'GET') return html(200, form());
+  if (req.method !== 'POST') return html(405, page('Sign in', '<p>Method not allowed.</p>'));
+  let raw = '';
+  for await (const chunk of req) {
+    raw += chunk;
+    if (raw.length > 8192) return html(413, page('Sign in', '<p>Too large.</p>'));
+  }
+  const fields = new URLSearchParams(raw);
+  const user = users.get(String(fields.get('username') ?? '').toLowerCase());
+  if (!(user && user.enabled && passwordMatches(user, fields.get('password') ?? ''))) {
+    return html(200, form('Invalid username or password.'));
+  }
+  log(`browser sign-in user=${user.username}`);
+  await provider.interactionFinished(req, res, { login: { accountId: user.id } }, { mergeWithLastSubmission: false });
+}
+
 // ------------------------------------------------------------------ server
 
 const handle = provider.callback();
@@ -314,6 +428,10 @@ const server = http.createServer((req, res) => {
   const pathname = url.split('?')[0];
   if (pathname === userinfoPath && (req.method === 'GET' || req.method === 'POST')) {
     userinfo(req, res).catch(() => { res.statusCode = 500; res.end(); });
+    return;
+  }
+  if (pathname.startsWith(`${realmPath}/interaction/`)) {
+    interaction(req, res).catch(() => { res.statusCode = 500; res.end(); });
     return;
   }
   if (pathname === realmPath || pathname.startsWith(`${realmPath}/`)) {

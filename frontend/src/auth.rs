@@ -115,6 +115,12 @@ fn invalid(why: &str) -> ApiError {
 }
 
 impl Oidc {
+    /// What a client needs to sign users in by itself: the issuer and the
+    /// command line's public client.
+    pub fn sign_in_config(&self) -> (&str, &str) {
+        (&self.settings.issuer, &self.settings.cli_client_id)
+    }
+
     pub fn new(settings: OidcSettings) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -284,7 +290,9 @@ impl Oidc {
         {
             return Err(invalid("not an access token"));
         }
-        let for_us = claims.azp.as_deref() == Some(self.settings.client_id.as_str())
+        let azp = claims.azp.as_deref();
+        let for_us = azp == Some(self.settings.client_id.as_str())
+            || azp == Some(self.settings.cli_client_id.as_str())
             || self
                 .settings
                 .audience

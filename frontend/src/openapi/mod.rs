@@ -34,7 +34,7 @@ use crate::routes;
     security(("bearer" = [])),
     components(
         schemas(
-            schemas::Error, schemas::Readiness, schemas::NotReady, schemas::Credentials,
+            schemas::Error, schemas::Readiness, schemas::NotReady, schemas::Credentials, schemas::SignInConfig,
             schemas::TokenResponse, schemas::JobSubmission, common::JobState, schemas::JobLinks,
             crate::routes::jobs::JobView, schemas::JobPage, schemas::JobAccepted,
             schemas::JobCreated, schemas::JobCancelled, schemas::CancelRequested,

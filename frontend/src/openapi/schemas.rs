@@ -74,6 +74,16 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// Where to sign in: the OpenID Connect issuer and the public client of the
+/// `lanzadera` command.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInConfig {
+    #[schema(format = "uri")]
+    pub issuer: String,
+    pub client_id: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub enum BearerType {
     Bearer,

@@ -1,4 +1,4 @@
-use actix_web::{http::header, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, http::header, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -70,4 +70,22 @@ pub async fn login_with_body(
         })?
     };
     login(&oidc, &credentials.username, &credentials.password).await
+}
+
+/// Where to sign in without going through the API: the `lanzadera` command
+/// reads this once, then talks to the provider itself (device code grant).
+#[utoipa::path(
+    get,
+    path = "/auth/config",
+    operation_id = "signInConfig",
+    tags = ["auth"],
+    summary = "Where clients sign in",
+    description = "The OpenID Connect issuer (its discovery document is at `{issuer}/.well-known/openid-configuration`) and the public client id that the `lanzadera` command uses for the device authorization grant (RFC 8628) or, in scripts, the password grant. Tokens obtained that way are accepted by every `/api` route.",
+    responses((status = 200, description = "The issuer and the public client.", body = crate::openapi::schemas::SignInConfig, content_type = "application/json", example = json!({"issuer": "http://127.0.0.1:8180/realms/lanzadera", "clientId": "lanzadera-cli"}))),
+    security(()),
+)]
+#[get("/auth/config")]
+pub async fn sign_in_config(oidc: web::Data<Oidc>) -> HttpResponse {
+    let (issuer, client_id) = oidc.sign_in_config();
+    HttpResponse::Ok().json(json!({ "issuer": issuer, "clientId": client_id }))
 }

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::TestApp;
 
-fn decode_part(token: &str, index: usize) -> Value {
+pub(crate) fn decode_part(token: &str, index: usize) -> Value {
     use base64_url_decode as b64;
     let part = token.split('.').nth(index).expect("jwt part");
     serde_json::from_slice(&b64(part)).expect("json")

@@ -9,3 +9,4 @@ mod jobs;
 mod reads;
 mod recorder;
 mod resilience;
+mod signin;
