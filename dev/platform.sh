@@ -76,7 +76,13 @@ Lanzadera is running.
   Workers    $WORKERS             (WORKERS=n make run for more)
   Logs       .dev/logs/         Stop: make down
 
-Try it:
+Try it with the command ($bin/lanzadera; \`cargo install --path cli\` puts it on your PATH):
+  $bin/lanzadera --api $API login              # a link and a code; sign in as alice
+  $bin/lanzadera --api $API submit file://$STATE/repos/hello --arg Ada --wait
+  $bin/lanzadera --api $API list
+  $bin/lanzadera --api $API download <jobId> -o out/
+
+Or with curl:
   TOKEN=\$(curl -s -X POST $API/auth/token -d username=alice -d password=alice-pass \\
           | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   curl -s -H "Authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
