@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             args,
             config,
             timeout,
+            secret,
             wait,
         } => {
             let platform = platform.signed_in().await?;
@@ -71,6 +72,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             if let Some(secs) = timeout {
                 body["timeoutSeconds"] = json!(secs);
+            }
+            if !secret.is_empty() {
+                body["secrets"] = secrets_value(&secret)?;
             }
             let accepted = platform.post("/api/jobs", &body).await?;
             let id = accepted["jobId"]
@@ -231,6 +235,25 @@ fn config_value(config: &str) -> Result<Value> {
     }
     serde_json::from_str(config)
         .with_context(|| format!("--config `{config}` is neither a file nor JSON"))
+}
+
+/// `--secret NAME=VALUE`, or `--secret NAME` for the value of the
+/// environment variable NAME.
+fn secrets_value(given: &[String]) -> Result<Value> {
+    let mut secrets = serde_json::Map::new();
+    for one in given {
+        let (name, value) = match one.split_once('=') {
+            Some((name, value)) => (name, value.to_string()),
+            None => (
+                one.as_str(),
+                std::env::var(one).with_context(|| {
+                    format!("--secret {one}: no environment variable {one} to take it from; give --secret {one}=VALUE or export {one}")
+                })?,
+            ),
+        };
+        secrets.insert(name.to_string(), Value::String(value));
+    }
+    Ok(Value::Object(secrets))
 }
 
 async fn wait_for(platform: &Platform, id: &str) -> Result<Value> {

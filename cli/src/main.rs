@@ -68,6 +68,11 @@ pub enum Command {
         /// The job's time limit in seconds.
         #[arg(long)]
         timeout: Option<u64>,
+        /// A secret for the script's environment (repeatable): NAME takes
+        /// the value of this shell's variable NAME, which keeps it out of
+        /// the shell history; NAME=VALUE gives it here.
+        #[arg(long = "secret", value_name = "NAME[=VALUE]")]
+        secret: Vec<String>,
         /// Wait for the job to end; the exit code says how it ended.
         #[arg(long)]
         wait: bool,

@@ -14,10 +14,12 @@ pub mod settings;
 pub mod storage;
 pub mod telemetry;
 
-pub use domain::{dispatch, events, job, layout, observation, record, secret, state, timestamp};
+pub use domain::{
+    dispatch, events, job, layout, observation, record, secret, secrets, state, timestamp,
+};
 pub use domain::{
     CancelRequest, Claim, ClaimBook, Directive, GitRef, Heartbeat, IgnoreRecord, JobId, JobMessage,
-    JobRecord, JobSpec, JobState, Lease, LogStream, Observation, OutputPath, Release, RepoPolicy,
-    RepoUrl, Requeue, ScaleDecision, Secret, Source, SpecError, SpecLimits, StatusEvent,
-    StatusRecord, WorkerState,
+    JobRecord, JobSpec, JobState, Lease, LogStream, Masker, Observation, OutputPath, Release,
+    RepoPolicy, RepoUrl, Requeue, ScaleDecision, Secret, Source, SpecError, SpecLimits,
+    StatusEvent, StatusRecord, WorkerState,
 };

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{timestamp, JobId, JobSpec, JobState, Secret};
+use crate::{timestamp, JobId, JobSecrets, JobSpec, JobState, Secret};
 
 /// A job on the jobs topic, keyed by job id. It carries the clone URL with
 /// its credentials, so only the frontend writes and only workers read this
@@ -26,6 +26,10 @@ pub struct JobMessage {
     /// The job's own wall-clock limit, within the operator's maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// The job's secrets: this message is the only place they are kept
+    /// (`docs/contract.md` §2.3).
+    #[serde(default, skip_serializing_if = "JobSecrets::is_empty")]
+    pub secrets: JobSecrets,
     #[serde(with = "timestamp")]
     pub submitted_at: DateTime<Utc>,
 }
@@ -42,6 +46,7 @@ impl JobMessage {
             config: spec.config.clone(),
             git_ref: spec.git_ref.as_ref().map(|r| r.as_str().to_string()),
             timeout_seconds: spec.timeout_secs,
+            secrets: spec.secrets.clone(),
             submitted_at,
         }
     }
@@ -148,12 +153,16 @@ mod tests {
             config: None,
             git_ref: None,
             timeout_seconds: None,
+            secrets: [("TOKEN".to_string(), Secret::new("hunter22".to_string()))].into(),
             submitted_at: timestamp::now(),
         };
         assert!(!format!("{m:?}").contains("tok"));
+        assert!(!format!("{m:?}").contains("hunter22"));
         // ...but the worker receives it.
-        assert!(serde_json::to_string(&m)
-            .unwrap()
-            .contains("https://u:tok@h/o/r"));
+        let sent = serde_json::to_value(&m).unwrap();
+        assert_eq!(sent["url"], "https://u:tok@h/o/r");
+        assert_eq!(sent["secrets"], json!({"TOKEN": "hunter22"}));
+        let back: JobMessage = serde_json::from_value(sent).unwrap();
+        assert_eq!(back.secrets["TOKEN"].expose(), "hunter22");
     }
 }

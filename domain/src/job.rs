@@ -9,6 +9,7 @@ use serde_json::Value;
 use url::Url;
 use uuid::Uuid;
 
+use crate::secrets::{self, JobSecrets};
 use crate::Secret;
 
 /// A job's id. Serialised as the hyphenated string in every format
@@ -148,7 +149,7 @@ pub enum SpecError {
     ConfigWrongType,
     #[error("`config` is larger than {0} bytes")]
     ConfigTooLarge(usize),
-    #[error("unknown field `{0}`: a job has `url`, `args`, `config`, `ref` and `timeoutSeconds`")]
+    #[error("unknown field `{0}`: a job has `url`, `args`, `config`, `ref`, `timeoutSeconds` and `secrets`")]
     UnknownField(String),
     #[error("`ref` {0}; give a branch, a tag or a commit id, like `main`, `v1.2` or `3f2a9c1`")]
     RefInvalid(&'static str),
@@ -156,6 +157,14 @@ pub enum SpecError {
     TimeoutInvalid,
     #[error("`timeoutSeconds` is over the operator's maximum of {0} seconds")]
     TimeoutTooLong(u64),
+    #[error("`secrets` must be an object of names to string values, like {{\"TOKEN\": \"...\"}}")]
+    SecretsWrongType,
+    #[error("`secrets` has {0} entries; at most {1} are allowed")]
+    TooManySecrets(usize, usize),
+    #[error("`secrets` name `{0}` {1}")]
+    SecretNameInvalid(String, &'static str),
+    #[error("the value of `secrets` entry `{0}` {1}")]
+    SecretInvalid(String, &'static str),
     #[error(
         "`{0}` is part of the job contract but this version does not support it yet; leave it out"
     )]
@@ -163,11 +172,11 @@ pub enum SpecError {
 }
 
 /// The fields a job body may have.
-const FIELDS: [&str; 5] = ["url", "args", "config", "ref", "timeoutSeconds"];
+const FIELDS: [&str; 6] = ["url", "args", "config", "ref", "timeoutSeconds", "secrets"];
 /// Fields of the contract (`docs/contract.md` §2) not built yet: refused by
 /// name rather than ignored, so that a job never runs without what its
 /// author asked for.
-const NOT_YET: [&str; 2] = ["retries", "secrets"];
+const NOT_YET: [&str; 1] = ["retries"];
 
 /// A repository URL. The full form, which may hold credentials, is secret;
 /// `redacted()` is what logs, records and events show.
@@ -255,6 +264,8 @@ pub struct JobSpec {
     pub git_ref: Option<GitRef>,
     /// The job's own wall-clock limit, within the operator's maximum.
     pub timeout_secs: Option<u64>,
+    /// Given to the script as environment variables, never shown.
+    pub secrets: JobSecrets,
 }
 
 /// A branch, tag or commit id, as a job names it. Only names git itself
@@ -334,12 +345,14 @@ impl JobSpec {
             None | Some(Value::Null) => None,
             Some(v) => Some(parse_timeout(v, limits)?),
         };
+        let secrets = secrets::parse(object.get("secrets"))?;
         Ok(Self {
             url,
             args,
             config,
             git_ref,
             timeout_secs,
+            secrets,
         })
     }
 }
@@ -530,7 +543,14 @@ mod tests {
             ),
             (
                 json!({"url": "https://h/o/r", "secrets": {"T": "x"}}),
-                SpecError::NotSupportedYet("secrets".into()),
+                SpecError::SecretInvalid(
+                    "T".into(),
+                    "is shorter than 4 bytes, too short to be masked in the logs",
+                ),
+            ),
+            (
+                json!({"url": "https://h/o/r", "secrets": ["T"]}),
+                SpecError::SecretsWrongType,
             ),
         ];
         for (body, expected) in cases {

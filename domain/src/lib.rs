@@ -11,6 +11,7 @@ pub mod layout;
 pub mod observation;
 pub mod record;
 pub mod secret;
+pub mod secrets;
 pub mod state;
 pub mod timestamp;
 
@@ -24,4 +25,5 @@ pub use layout::{LogStream, OutputPath};
 pub use observation::{Observation, ScaleDecision};
 pub use record::JobRecord;
 pub use secret::Secret;
+pub use secrets::{JobSecrets, Masker};
 pub use state::JobState;

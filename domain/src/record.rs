@@ -23,6 +23,9 @@ pub struct JobRecord {
     pub git_ref: Option<String>,
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    /// The names of the job's secrets; their values are never stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_names: Vec<String>,
     /// The commit the latest attempt ran, once it started.
     #[serde(default)]
     pub commit: Option<String>,
@@ -62,6 +65,7 @@ impl JobRecord {
             config: spec.config.clone(),
             git_ref: spec.git_ref.as_ref().map(|r| r.as_str().to_string()),
             timeout_seconds: spec.timeout_secs,
+            secret_names: spec.secrets.keys().cloned().collect(),
             commit: None,
             status: JobState::Queued,
             submitted_at,

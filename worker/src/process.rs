@@ -16,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use common::Masker;
+
 use crate::settings::JobUser;
 
 /// One npm lifecycle script: `prestart`, `start` (which gets the job's
@@ -54,6 +56,8 @@ pub struct RunSpec<'a> {
     pub deadline: Instant,
     /// Run as this user instead of the worker's.
     pub user: Option<JobUser>,
+    /// Values replaced by `***` in the logs: the job's secrets.
+    pub masked: Vec<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +76,11 @@ pub enum RunEnd<S> {
 /// Runs the stages in order until one fails. `interrupt` resolves when the
 /// run must stop; its value is handed back in `RunEnd::Interrupted`.
 pub async fn run<S>(spec: &RunSpec<'_>, interrupt: impl Future<Output = S>) -> RunEnd<S> {
-    let mut stdout = match LogFile::create(spec.stdout_log, spec.max_log_bytes).await {
+    let mut stdout = match LogFile::create(spec.stdout_log, spec).await {
         Ok(f) => f,
         Err(e) => return RunEnd::CouldNotStart(format!("cannot create the log file: {e}")),
     };
-    let mut stderr = match LogFile::create(spec.stderr_log, spec.max_log_bytes).await {
+    let mut stderr = match LogFile::create(spec.stderr_log, spec).await {
         Ok(f) => f,
         Err(e) => return RunEnd::CouldNotStart(format!("cannot create the log file: {e}")),
     };
@@ -354,32 +358,50 @@ pub async fn dir_size(dir: PathBuf) -> u64 {
     .unwrap_or(0)
 }
 
-/// A log file that keeps the first `limit` bytes of a stream and counts
-/// the rest.
+/// A log file that keeps the first `limit` bytes of a stream, with the
+/// job's secrets masked, and counts the rest.
 struct LogFile {
     file: Option<File>,
+    masker: Masker,
     written: u64,
     dropped: u64,
     limit: u64,
 }
 
 impl LogFile {
-    async fn create(path: &Path, limit: u64) -> io::Result<Self> {
+    async fn create(path: &Path, spec: &RunSpec<'_>) -> io::Result<Self> {
         Ok(Self {
             file: Some(File::create(path).await?),
+            masker: Masker::new(spec.masked.iter().copied()),
             written: 0,
             dropped: 0,
-            limit,
+            limit: spec.max_log_bytes,
         })
     }
 
     fn disabled() -> Self {
         Self {
             file: None,
+            masker: Masker::new([]),
             written: 0,
             dropped: 0,
             limit: 0,
         }
+    }
+
+    /// Keeps what fits of `bytes` (already masked).
+    async fn keep(&mut self, bytes: &[u8]) {
+        let room = self.limit.saturating_sub(self.written) as usize;
+        let keep = bytes.len().min(room);
+        if keep > 0 {
+            if let Some(file) = self.file.as_mut() {
+                if file.write_all(&bytes[..keep]).await.is_err() {
+                    self.file = None;
+                }
+            }
+            self.written += keep as u64;
+        }
+        self.dropped += (bytes.len() - keep) as u64;
     }
 
     /// Copies the pipe until it closes. Keeps reading past the limit so the
@@ -391,22 +413,15 @@ impl LogFile {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let room = self.limit.saturating_sub(self.written) as usize;
-            let keep = n.min(room);
-            if keep > 0 {
-                if let Some(file) = self.file.as_mut() {
-                    if file.write_all(&buf[..keep]).await.is_err() {
-                        self.file = None;
-                    }
-                }
-                self.written += keep as u64;
-            }
-            self.dropped += (n - keep) as u64;
+            let shown = self.masker.feed(&buf[..n]);
+            self.keep(&shown).await;
         }
         self
     }
 
     async fn finish(mut self) {
+        let rest = self.masker.finish();
+        self.keep(&rest).await;
         if let Some(mut file) = self.file.take() {
             if self.dropped > 0 {
                 let note = format!(

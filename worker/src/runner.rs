@@ -257,6 +257,7 @@ impl JobRunner {
             max_output_bytes: settings.max_output_bytes,
             deadline: Instant::now() + self.time_limit(job),
             user: settings.job_user,
+            masked: job.secrets.values().map(|v| v.expose().as_str()).collect(),
         };
         let phase = std::time::Instant::now();
         let end = process::run(&spec, self.stopped(job, attempt, shutdown)).await;
@@ -469,6 +470,14 @@ fn job_environment(
         ("npm_package_version".into(), package.version.clone()),
         ("npm_package_json".into(), path(&repo.join("package.json"))),
     ]
+    .into_iter()
+    // The parser refused reserved names, so a secret never replaces these.
+    .chain(
+        job.secrets
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().clone())),
+    )
+    .collect()
 }
 
 /// Makes the job's folder (clone, home, tmp) its user's, so a job run as
@@ -530,6 +539,31 @@ fn remove_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_join_the_environment_and_cannot_shadow_what_the_worker_sets() {
+        let settings = WorkerSettings::from_env(&common::settings::Env::from_pairs([])).unwrap();
+        let spec = common::JobSpec::parse(
+            &serde_json::json!({"url": "https://h/o/r", "secrets": {"API_TOKEN": "tok-1234"}}),
+            &common::RepoPolicy::default(),
+            &settings.policy.limits,
+        )
+        .unwrap();
+        let job = JobMessage::new(common::JobId::new(), "o", &spec, common::timestamp::now());
+        let package = Package {
+            name: "p".into(),
+            version: "1".into(),
+            prestart: None,
+            start: "true".into(),
+            poststart: None,
+        };
+        let env = job_environment(&settings, &job, 1, &package, &Folders::new("/w".into()));
+        let (secret, own): (Vec<_>, Vec<_>) = env.iter().partition(|(k, _)| k == "API_TOKEN");
+        assert_eq!(secret, [&("API_TOKEN".to_string(), "tok-1234".to_string())]);
+        for (name, _) in own {
+            assert!(common::secrets::is_reserved(name), "{name} is not reserved");
+        }
+    }
 
     #[test]
     fn retries_back_off_from_250_ms_doubling_to_10_s() {

@@ -154,9 +154,9 @@ pub enum Config {
 /// A job: a git repository whose `package.json` has a `scripts.start`
 /// command, run as `npm run start -- <args>` would run it, with `config`
 /// written to `config.json` first. Any other field is a 400 that names it
-/// (the contract's `retries` and `secrets` are not supported yet and are
-/// refused by name too). A `null` `args`, `config`, `ref` or
-/// `timeoutSeconds` is the same as leaving it out.
+/// (the contract's `retries` is not supported yet and is refused by name
+/// too). A `null` `args`, `config`, `ref`, `timeoutSeconds` or `secrets` is
+/// the same as leaving it out.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://github.com/acme/heat-sim.git",
@@ -190,6 +190,39 @@ pub struct JobSubmission {
     #[serde(rename = "timeoutSeconds")]
     #[schema(minimum = 1, example = 600)]
     pub timeout_seconds: Option<u64>,
+    /// Write-only values the start script gets as environment variables,
+    /// by name (at most 32). A name is letters, digits and `_`, not
+    /// beginning with a digit, at most 128 characters, and not one the
+    /// worker sets (`PATH`, `HOME`, `TMPDIR`, `LANG`, `INIT_CWD`, `LZ_*`,
+    /// `npm_*`); a value is 4 to 4096 bytes with no NUL. The values are
+    /// never stored in the database nor returned (a job shows only
+    /// `secretNames`), and each is replaced by `***` in the job's logs.
+    #[schema(schema_with = secrets_schema)]
+    pub secrets: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `secrets`: names are environment variable names the worker does not
+/// set, values 4 to 4096 bytes with no NUL (`domain::secrets`).
+fn secrets_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let name = ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+        "^(?!(PATH|HOME|TMPDIR|LANG|INIT_CWD)$|LZ_|npm_)[A-Za-z_][A-Za-z0-9_]{0,127}$",
+    ));
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(common::secrets::MIN_SECRET_BYTES))
+        .max_length(Some(common::secrets::MAX_SECRET_BYTES))
+        .pattern(Some("^[^\\u0000]*$"));
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .property_names(Some(name))
+        .additional_properties(Some(value))
+        .max_properties(Some(common::secrets::MAX_SECRETS))
+        .examples([serde_json::json!({"API_TOKEN": "tok_3f9a0c77"})])
+        .build()
 }
 
 /// Download links of the run's standard output and error.

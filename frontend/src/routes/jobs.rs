@@ -62,6 +62,10 @@ pub struct JobView {
     /// The job's own time limit, when it set one.
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout_seconds: Option<u64>,
+    /// The names of the secrets the job was given (sorted); their values
+    /// are never returned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    secret_names: Vec<String>,
     /// The commit id the latest attempt ran (40 hex digits), once it
     /// started.
     commit: Option<String>,
@@ -120,6 +124,7 @@ impl JobView {
             config: r.config,
             git_ref: r.git_ref,
             timeout_seconds: r.timeout_seconds,
+            secret_names: r.secret_names,
             commit: r.commit,
             submitted_at: r.submitted_at,
             started_at: r.started_at,

@@ -191,6 +191,16 @@ async fn bad_submissions_get_a_clear_400_and_change_nothing() {
             "`retries` is part of the job contract but this version does not support it yet",
         ),
         (
+            json!({"url": REPO, "secrets": {"HOME": "hunter22"}}),
+            400,
+            "`secrets` name `HOME` is set by the worker",
+        ),
+        (
+            json!({"url": REPO, "secrets": {"T": "ab"}}),
+            400,
+            "the value of `secrets` entry `T` is shorter than 4 bytes",
+        ),
+        (
             json!({"url": REPO, "ref": "main~1"}),
             400,
             "`ref` must not contain any of ~ ^ :",

@@ -108,6 +108,7 @@ impl TestObserver {
                 config: None,
                 git_ref: None,
                 timeout_seconds: None,
+                secrets: Default::default(),
                 submitted_at: Utc::now(),
             })
             .collect();

@@ -448,6 +448,7 @@ pub fn job_message(url: &str) -> JobMessage {
         config: None,
         git_ref: None,
         timeout_seconds: None,
+        secrets: Default::default(),
         submitted_at: timestamp::now(),
     }
 }
