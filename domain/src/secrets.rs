@@ -2,6 +2,7 @@
 //! script gets as environment variables and nobody reads back. This module
 //! parses them at the edge and masks their values in a stream of log bytes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -27,6 +28,16 @@ pub const MASK: &[u8] = b"***";
 pub const RESERVED_NAMES: [&str; 5] = ["PATH", "HOME", "TMPDIR", "LANG", "INIT_CWD"];
 /// Prefixes of the names the worker and npm set.
 pub const RESERVED_PREFIXES: [&str; 2] = ["LZ_", "npm_"];
+
+/// The rule for a name as a regular expression, for the API document.
+pub fn name_pattern() -> String {
+    format!(
+        "^(?!({})$|{})[A-Za-z_][A-Za-z0-9_]{{0,{}}}$",
+        RESERVED_NAMES.join("|"),
+        RESERVED_PREFIXES.join("|"),
+        MAX_SECRET_NAME - 1
+    )
+}
 
 /// Whether the worker owns the environment variable `name`.
 pub fn is_reserved(name: &str) -> bool {
@@ -127,13 +138,14 @@ impl Masker {
     }
 
     /// The masked bytes of `chunk` that are final; some may be held back.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+    /// A job without secrets (most of them) gets its chunk back uncopied.
+    pub fn feed<'c>(&mut self, chunk: &'c [u8]) -> Cow<'c, [u8]> {
         if self.finder.is_none() {
-            return chunk.to_vec();
+            return Cow::Borrowed(chunk);
         }
         self.held.extend_from_slice(chunk);
         let cut = self.held.len().saturating_sub(self.longest - 1);
-        self.emit(cut)
+        Cow::Owned(self.emit(cut))
     }
 
     /// The rest, at the end of the stream.
@@ -217,7 +229,7 @@ mod tests {
         let mut m = Masker::new(values.iter().copied());
         let mut out = Vec::new();
         for c in chunks {
-            out.extend(m.feed(c.as_bytes()));
+            out.extend_from_slice(&m.feed(c.as_bytes()));
         }
         out.extend(m.finish());
         String::from_utf8(out).unwrap()
@@ -247,8 +259,8 @@ mod tests {
     #[test]
     fn the_masker_holds_back_no_more_than_a_value_could_need() {
         let mut m = Masker::new(["abcdef"]);
-        assert_eq!(m.feed(b"0123456789"), b"01234");
-        assert_eq!(m.feed(b""), b"");
+        assert_eq!(&*m.feed(b"0123456789"), b"01234");
+        assert_eq!(&*m.feed(b""), b"");
         assert_eq!(m.finish(), b"56789");
     }
 

@@ -930,7 +930,7 @@ proptest! {
     ) {
         let whole = {
             let mut m = Masker::new(values.iter().map(String::as_str));
-            let mut out = m.feed(text.as_bytes());
+            let mut out = m.feed(text.as_bytes()).into_owned();
             out.extend(m.finish());
             out
         };
@@ -940,7 +940,7 @@ proptest! {
         let mut pieces = Vec::new();
         let mut from = 0;
         for to in at.into_iter().chain([text.len()]) {
-            pieces.extend(m.feed(&text.as_bytes()[from..to]));
+            pieces.extend_from_slice(&m.feed(&text.as_bytes()[from..to]));
             from = to;
         }
         pieces.extend(m.finish());

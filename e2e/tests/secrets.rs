@@ -31,8 +31,8 @@ printf '%s' "$API_TOKEN" | rev > output/reversed.txt
 async fn a_secret_reaches_the_script_and_is_found_nowhere_else() {
     let mut platform = Platform::start(1, &[]).await;
     let token = platform.token(testkit::tokens::ALICE).await;
-    let value = format!("tok-{}", uuid_like());
-    let other = format!("pw-{}", uuid_like());
+    let value = testkit::unique("tok");
+    let other = testkit::unique("pw");
 
     let dir = platform.repos.join("prints-its-secret");
     testkit::repos::write_files(
@@ -90,34 +90,19 @@ async fn a_secret_reaches_the_script_and_is_found_nowhere_else() {
 
     // Everywhere else a user or an operator could look.
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
-    for path in [
+    let api = [
         format!("/api/jobs/{id}"),
         "/api/jobs".to_string(),
         format!("/api/jobs/{id}/logs?stream=stdout"),
         format!("/api/jobs/{id}/logs?stream=stderr"),
         "/metrics".to_string(),
         "/health/load".to_string(),
-    ] {
-        let r = platform
-            .http
-            .get(format!("{}{path}", platform.api))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        seen.push((format!("GET {path}"), r.bytes().await.unwrap().to_vec()));
-    }
-    for path in ["/health", "/metrics/desired"] {
-        let r = platform
-            .http
-            .get(format!("{}{path}", platform.observer))
-            .send()
-            .await
-            .unwrap();
-        seen.push((
-            format!("observer {path}"),
-            r.bytes().await.unwrap().to_vec(),
-        ));
+    ]
+    .map(|path| (&platform.api, path));
+    let observer = ["/health", "/metrics/desired"].map(|path| (&platform.observer, path.into()));
+    for (base, path) in api.into_iter().chain(observer) {
+        let (_, body) = platform.download(&token, &format!("{base}{path}")).await;
+        seen.push((format!("GET {base}{path}"), body.into_bytes()));
     }
     seen.extend(database(&platform).await);
     let kafka = platform.namespace.kafka(4).unwrap();
@@ -126,7 +111,8 @@ async fn a_secret_reaches_the_script_and_is_found_nowhere_else() {
     }
     // The services' logs, work folders and the published repositories.
     platform.assert_running();
-    drop_services(&mut platform);
+    // Stopped, so that their logs are complete.
+    platform.services.clear();
     files_under(&platform.logs, &mut seen);
 
     assert!(seen.len() > 10, "looked in {} places", seen.len());
@@ -145,14 +131,6 @@ async fn a_secret_reaches_the_script_and_is_found_nowhere_else() {
         contains(&jobs, value.as_bytes()),
         "the search would have found it"
     );
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos:x}{:x}", std::process::id())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -221,11 +199,6 @@ fn topic_bytes(kafka: &common::settings::KafkaSettings, topic: &str) -> Vec<u8> 
         }
     }
     bytes
-}
-
-/// Stops the services so that their logs are complete.
-fn drop_services(platform: &mut Platform) {
-    platform.services.clear();
 }
 
 fn files_under(dir: &Path, seen: &mut Vec<(String, Vec<u8>)>) {

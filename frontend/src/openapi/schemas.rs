@@ -205,9 +205,9 @@ pub struct JobSubmission {
 /// set, values 4 to 4096 bytes with no NUL (`domain::secrets`).
 fn secrets_schema() -> utoipa::openapi::Object {
     use utoipa::openapi::{ObjectBuilder, Type};
-    let name = ObjectBuilder::new().schema_type(Type::String).pattern(Some(
-        "^(?!(PATH|HOME|TMPDIR|LANG|INIT_CWD)$|LZ_|npm_)[A-Za-z_][A-Za-z0-9_]{0,127}$",
-    ));
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(common::secrets::name_pattern()));
     let value = ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(common::secrets::MIN_SECRET_BYTES))
