@@ -44,6 +44,8 @@ pub enum ActuatorError {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookBody<'a> {
+    /// Which observer sent it (`LZ_OBSERVER_ID`): the one leading.
+    pub observer: &'a str,
     pub desired_replicas: u32,
     pub current_replicas: u32,
     pub reason: &'a str,
@@ -59,7 +61,11 @@ pub enum Actuator {
 }
 
 impl Actuator {
-    pub fn from_settings(settings: &ActuatorSettings) -> Result<Self, ActuatorError> {
+    /// `observer` is this observer's id, which the webhook sends along.
+    pub fn from_settings(
+        settings: &ActuatorSettings,
+        observer: &str,
+    ) -> Result<Self, ActuatorError> {
         Ok(match settings {
             ActuatorSettings::Log => Self::Log,
             ActuatorSettings::Webhook {
@@ -73,6 +79,7 @@ impl Actuator {
                     .map_err(|e| ActuatorError::Config(format!("LZ_WEBHOOK_URL: {e}")))?,
                 token: token.as_ref().map(|t| t.expose().clone()),
                 retries: *retries,
+                observer: observer.to_string(),
             }),
             ActuatorSettings::Kubernetes(k) => Self::Kubernetes(Kubernetes::new(k)?),
             ActuatorSettings::Command {
@@ -125,6 +132,7 @@ pub struct Webhook {
     // Kept as a plain string only inside this adapter; never logged.
     token: Option<String>,
     retries: u32,
+    observer: String,
 }
 
 impl Webhook {
@@ -134,6 +142,7 @@ impl Webhook {
         observation: &Observation,
     ) -> Result<(), ActuatorError> {
         let body = WebhookBody {
+            observer: &self.observer,
             desired_replicas: decision.desired,
             current_replicas: decision.current,
             reason: &decision.reason,
@@ -330,11 +339,14 @@ mod tests {
     }
 
     fn command(program: &str, args: &[&str], timeout_ms: u64) -> Actuator {
-        Actuator::from_settings(&ActuatorSettings::Command {
-            program: program.into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            timeout: Duration::from_millis(timeout_ms),
-        })
+        Actuator::from_settings(
+            &ActuatorSettings::Command {
+                program: program.into(),
+                args: args.iter().map(|s| s.to_string()).collect(),
+                timeout: Duration::from_millis(timeout_ms),
+            },
+            "obs-test",
+        )
         .expect("valid")
     }
 

@@ -67,6 +67,13 @@ impl Fleet {
     }
 
     pub fn heartbeat(&mut self, beat: Heartbeat, now_ms: i64) {
+        // A new observer reads the status topic from its start: what was
+        // sent before its forgetting time is history, not a live worker.
+        // The margin is wide enough for clocks that disagree.
+        let forget = 10 * self.lease_ms;
+        if now_ms - beat.at.timestamp_millis() > forget {
+            return;
+        }
         // After a spell with no heartbeat at all (broker stall, observer
         // behind) every lease counts from now: silence that nobody could
         // have broken is no sign of a dead worker.
@@ -101,7 +108,6 @@ impl Fleet {
             },
         );
         // Workers silent for long are forgotten (their leases stay).
-        let forget = 10 * self.lease_ms;
         self.workers.retain(|_, h| now_ms - h.at_ms <= forget);
     }
 
@@ -191,6 +197,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{TimeZone, Utc};
     use common::{timestamp, Lease};
 
     const LEASE: i64 = 6000;
@@ -247,6 +254,20 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_heartbeat_older_than_the_forgetting_time_is_history() {
+        let now = timestamp::now().timestamp_millis();
+        let mut old = beat("a", 1, 1, &[0], &[(1, 1)]);
+        old.at = Utc.timestamp_millis_opt(now - 10 * LEASE - 1).unwrap();
+        let mut late = beat("b", 1, 1, &[1], &[(2, 1)]);
+        late.at = Utc.timestamp_millis_opt(now - 10 * LEASE).unwrap();
+        let mut f = Fleet::new(LEASE);
+        f.heartbeat(old, now);
+        f.heartbeat(late, now);
+        let v = f.view(now);
+        assert_eq!((v.live_workers, v.leases), (1, 1), "only b counts: {v:?}");
     }
 
     #[test]

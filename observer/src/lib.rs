@@ -5,6 +5,7 @@
 pub mod actuator;
 pub mod cluster;
 pub mod fleet;
+pub mod leadership;
 pub mod leases;
 pub mod observer;
 pub mod routes;
@@ -29,8 +30,9 @@ use tokio::task::JoinHandle;
 use crate::actuator::Actuator;
 use crate::cluster::ClusterProbe;
 use crate::fleet::Fleet;
+use crate::leadership::LeaderLease;
 use crate::leases::{Judge, SharedFleet, Verdicts};
-use crate::observer::{Desired, Observer};
+use crate::observer::{Desired, Observer, Shared};
 pub use crate::settings::Settings;
 use crate::store::ObservationStore;
 
@@ -40,6 +42,7 @@ pub struct Application {
     observer: JoinHandle<()>,
     actuator: JoinHandle<()>,
     judge: JoinHandle<()>,
+    campaign: JoinHandle<()>,
     stop: watch::Sender<bool>,
 }
 
@@ -48,7 +51,7 @@ impl Application {
     /// tests (which bind port 0 and read `port()`). Nothing here waits for
     /// Kafka or MongoDB: while they are away the observer logs and retries.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let actuator = Actuator::from_settings(&settings.actuator)?;
+        let actuator = Actuator::from_settings(&settings.actuator, &settings.id)?;
         let db = mongo::connect(&settings.mongo).await?;
         let store = ObservationStore::new(&db);
         let probe = ClusterProbe::new(&settings.kafka, settings.probe_timeout)?;
@@ -71,10 +74,17 @@ impl Application {
             reason: "no window has closed yet".into(),
             timestamp: 0,
         }));
+        let (stop, stop_rx) = watch::channel(false);
+        let (leadership, campaign) = crate::leadership::campaign(
+            LeaderLease::new(&db, &settings.id, settings.leader_lease),
+            stop_rx.clone(),
+        );
         let shared = web::Data::from(Arc::clone(&desired));
+        let standing = web::Data::new(leadership.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
+                .app_data(standing.clone())
                 .configure(routes::configure)
         })
         .workers(1)
@@ -83,8 +93,8 @@ impl Application {
         .run();
 
         let (decisions_tx, decisions_rx) = watch::channel(None);
-        let (stop, stop_rx) = watch::channel(false);
         tracing::info!(
+            observer = %settings.id,
             actuator = actuator.name(),
             port,
             refresh_ms = settings.refresh.as_millis() as u64,
@@ -94,6 +104,7 @@ impl Application {
             actuator,
             decisions_rx,
             settings.actuator_resync,
+            leadership.clone(),
         ));
         let fleet = Arc::new(Mutex::new(Fleet::new(
             i64::try_from(settings.lease.as_millis()).unwrap_or(i64::MAX),
@@ -106,15 +117,14 @@ impl Application {
             verdicts.clone(),
             stop_rx.clone(),
         ));
-        let observer = Observer::new(
-            settings,
-            probe,
-            store,
-            decisions_tx,
+        let shared = Shared {
+            decisions: decisions_tx,
             desired,
             fleet,
             verdicts,
-        );
+            leadership,
+        };
+        let observer = Observer::new(settings, probe, store, shared);
         let observer = tokio::spawn(observer.run(consumer, topics_ready, stop_rx));
         Ok(Self {
             port,
@@ -122,6 +132,7 @@ impl Application {
             observer,
             actuator,
             judge,
+            campaign,
             stop,
         })
     }
@@ -144,6 +155,7 @@ impl Application {
         let _ = self.stop.send(true);
         let _ = self.observer.await;
         let _ = self.judge.await;
+        let _ = self.campaign.await;
         self.actuator.abort();
         result
     }

@@ -15,6 +15,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::actuator::Actuator;
 use crate::cluster::{ClusterProbe, Growth};
+use crate::leadership::Leadership;
 use crate::leases::{self, SharedFleet, Verdicts};
 use crate::settings::Settings;
 use crate::store::ObservationStore;
@@ -60,6 +61,24 @@ pub struct Observer {
     /// The workers' heartbeats and leases, shared with the lease judge.
     fleet: SharedFleet,
     verdicts: Arc<Mutex<Verdicts>>,
+    /// Every observer keeps windows and decides; only the leader stores,
+    /// grows the topic and actuates.
+    leadership: Leadership,
+    /// Whether the last tick ended leading: a new term first stores the
+    /// windows the last leader could not (they are all in `recent`).
+    led: bool,
+}
+
+/// What the observer loop shares with the rest of the process.
+pub struct Shared {
+    /// To the actuator task.
+    pub decisions: watch::Sender<Decided>,
+    /// Served at `/metrics/desired`.
+    pub desired: SharedDesired,
+    /// With the lease judge.
+    pub fleet: SharedFleet,
+    pub verdicts: Arc<Mutex<Verdicts>>,
+    pub leadership: Leadership,
 }
 
 impl Observer {
@@ -67,11 +86,15 @@ impl Observer {
         settings: Settings,
         probe: ClusterProbe,
         store: ObservationStore,
-        decisions: watch::Sender<Decided>,
-        desired: SharedDesired,
-        fleet: SharedFleet,
-        verdicts: Arc<Mutex<Verdicts>>,
+        shared: Shared,
     ) -> Self {
+        let Shared {
+            decisions,
+            desired,
+            fleet,
+            verdicts,
+            leadership,
+        } = shared;
         let refresh_ms = i64::try_from(settings.refresh.as_millis()).unwrap_or(i64::MAX);
         let retention_ms = i64::try_from(settings.late_retention.as_millis()).unwrap_or(i64::MAX);
         Self {
@@ -86,6 +109,8 @@ impl Observer {
             growth_unsupported: false,
             fleet,
             verdicts,
+            leadership,
+            led: false,
             settings,
         }
     }
@@ -213,6 +238,17 @@ impl Observer {
             }
         }
         self.prune();
+        let leading = self.leadership.leading();
+        let new_term = leading && !self.led;
+        self.led = leading;
+        if !leading {
+            return;
+        }
+        if new_term {
+            for (_, observation) in self.recent.values() {
+                self.save(observation).await;
+            }
+        }
         if let Err(e) = self.store.trim(self.settings.keep_observations).await {
             tracing::warn!(error = %e, "cannot trim old observations");
         }
@@ -274,7 +310,7 @@ impl Observer {
     }
 
     async fn grow(&mut self, wanted: u32) {
-        if !self.settings.grow_partitions || self.growth_unsupported {
+        if !self.settings.grow_partitions || self.growth_unsupported || !self.leadership.leading() {
             return;
         }
         match self.probe.grow(wanted).await {
@@ -296,6 +332,9 @@ impl Observer {
     }
 
     async fn save(&self, observation: &Observation) {
+        if !self.leadership.leading() {
+            return;
+        }
         if let Err(e) = self.store.save(observation).await {
             tracing::warn!(error = %e, timestamp = observation.timestamp, "cannot store the observation");
         }
@@ -324,9 +363,21 @@ pub async fn actuate(
     actuator: Actuator,
     mut decisions: watch::Receiver<Decided>,
     resync: Duration,
+    leadership: Leadership,
 ) {
     let mut applied: Option<(u32, Instant)> = None;
-    while decisions.changed().await.is_ok() {
+    let mut standing = leadership.changes();
+    loop {
+        tokio::select! {
+            changed = decisions.changed() => if changed.is_err() { break },
+            changed = standing.changed() => if changed.is_err() { break },
+        }
+        if !leadership.leading() {
+            // Whatever the last leader sent, a new term starts by sending
+            // the decision of the moment.
+            applied = None;
+            continue;
+        }
         let Some((decision, observation)) = decisions.borrow_and_update().clone() else {
             continue;
         };

@@ -21,8 +21,16 @@ common::declare_settings! {
         /// Listen address of the observer's HTTP endpoint (`GET /health`, `GET
         /// /metrics/desired`). `0.0.0.0:8090` in a container.
         OBSERVER_ADDR = "LZ_OBSERVER_ADDR" [O] default "127.0.0.1:8090";
-        /// The observer's consumer group on the status topic.
+        /// Prefix of the observers' consumer groups on the status topic: each observer
+        /// reads every event in a group of its own, `<prefix>-<LZ_OBSERVER_ID>`.
         OBSERVER_GROUP = "LZ_OBSERVER_GROUP" [O] default "lanzadera-observer";
+        /// This observer's name among those running, in its consumer group, the leader
+        /// lease and `/metrics/desired`.
+        OBSERVER_ID = "LZ_OBSERVER_ID" [O] computed "a random id at each start";
+        /// Of several observers, the one holding this lease in MongoDB actuates; it
+        /// renews it every third of it, and another takes over once it runs out (see
+        /// `docs/observers.md`). At least 600.
+        LEADER_LEASE_MS = "LZ_LEADER_LEASE_MS" [O] default "6000";
         /// Wait after a window's end before closing it.
         OBSERVER_GRACE_MS = "LZ_OBSERVER_GRACE_MS" [O] default "1000";
         /// How long a closed window still accepts late events (and is stored again).
@@ -104,8 +112,12 @@ const IN_CLUSTER_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 pub struct Settings {
     pub kafka: KafkaSettings,
     pub mongo: MongoSettings,
-    /// The observer's own consumer group on the status topic.
+    /// This observer's consumer group on the status topic, its own.
     pub group: String,
+    /// Its name among the observers running.
+    pub id: String,
+    /// The leader lease: of several observers, its holder actuates.
+    pub leader_lease: Duration,
     pub http_addr: String,
     /// Window length (`REFRESH_RATE`, milliseconds).
     pub refresh: Duration,
@@ -220,10 +232,34 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        let id = match env.optional(&OBSERVER_ID) {
+            Some(id) => id,
+            None => uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        };
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(SettingsError::invalid(
+                &OBSERVER_ID,
+                "must be 1-64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        let leader_lease = env.millis(&LEADER_LEASE_MS)?;
+        if leader_lease < Duration::from_millis(600) {
+            return Err(SettingsError::invalid(
+                &LEADER_LEASE_MS,
+                "must be at least 600",
+            ));
+        }
         Ok(Self {
             kafka: KafkaSettings::from_env(env)?,
             mongo: MongoSettings::from_env(env)?,
-            group: env.string(&OBSERVER_GROUP)?,
+            group: format!("{}-{id}", env.string(&OBSERVER_GROUP)?),
+            id,
+            leader_lease,
             http_addr: env.string(&OBSERVER_ADDR)?,
             refresh,
             grace: env.millis(&OBSERVER_GRACE_MS)?,
@@ -348,6 +384,24 @@ mod tests {
         assert_eq!(s.http_addr, "127.0.0.1:8090");
         assert_eq!(s.actuator, ActuatorSettings::Log);
         assert_eq!(s.kafka.workers_group, "lanzadera-workers");
+        assert_eq!(s.leader_lease, Duration::from_millis(6000));
+    }
+
+    #[test]
+    fn each_observer_reads_in_a_group_of_its_own() {
+        let a = Settings::from_env(&Env::from_pairs([])).expect("valid");
+        let b = Settings::from_env(&Env::from_pairs([])).expect("valid");
+        assert_ne!(a.id, b.id, "a random id at each start");
+        assert_eq!(a.group, format!("lanzadera-observer-{}", a.id));
+        let named = Settings::from_env(&Env::from_pairs([
+            ("LZ_OBSERVER_ID", "obs-1"),
+            ("LZ_OBSERVER_GROUP", "g"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            (named.id.as_str(), named.group.as_str()),
+            ("obs-1", "g-obs-1")
+        );
     }
 
     #[test]
@@ -365,6 +419,8 @@ mod tests {
             ("LZ_TARGET_DRAIN_SECONDS", "-1"),
             ("LZ_MAX_WORKERS", "0"),
             ("LZ_ACTUATOR", "carrier-pigeon"),
+            ("LZ_OBSERVER_ID", "two words"),
+            ("LZ_LEADER_LEASE_MS", "599"),
         ] {
             let err = Settings::from_env(&Env::from_pairs([(name, value)])).expect_err(name);
             assert!(err.to_string().contains(name), "{err}");

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use common::kafka;
 use common::provision::Provisioner;
+use common::settings::KafkaSettings;
 use common::{JobId, JobMessage, JobState, Observation, Secret, StatusEvent};
 use mongodb::bson::doc;
 use observer::{Application, Settings};
@@ -96,35 +97,7 @@ impl TestObserver {
     /// Puts `n` jobs on the jobs topic, which the (absent) workers' group
     /// has not consumed: a backlog of `n`.
     pub async fn enqueue_jobs(&self, n: usize) {
-        // All at once, so the burst lands between two of the observer's
-        // lag probes rather than across several.
-        let messages: Vec<JobMessage> = (0..n)
-            .map(|_| JobMessage {
-                id: JobId::new(),
-                owner: "tester".into(),
-                url: Secret::new("https://example.invalid/r.git".into()),
-                redacted_url: "https://example.invalid/r.git".into(),
-                args: vec![],
-                config: None,
-                git_ref: None,
-                timeout_seconds: None,
-                secrets: Default::default(),
-                submitted_at: Utc::now(),
-            })
-            .collect();
-        let sends = messages.iter().map(|message| async move {
-            let key = message.id.to_string();
-            kafka::produce_json(
-                &self.producer,
-                &self.settings.kafka.jobs_topic,
-                &key,
-                message,
-            )
-            .await
-        });
-        for sent in futures::future::join_all(sends).await {
-            sent.expect("job produced");
-        }
+        enqueue_jobs(&self.producer, &self.settings.kafka, n).await;
     }
 
     /// Commits the workers' group at the end of every partition, as
@@ -167,6 +140,34 @@ impl TestObserver {
             .json()
             .await
             .expect("json")
+    }
+}
+
+/// Puts `n` jobs on the jobs topic, which the (absent) workers' group
+/// has not consumed: a backlog of `n`.
+pub async fn enqueue_jobs(producer: &FutureProducer, k: &KafkaSettings, n: usize) {
+    // All at once, so the burst lands between two of the observer's
+    // lag probes rather than across several.
+    let messages: Vec<JobMessage> = (0..n)
+        .map(|_| JobMessage {
+            id: JobId::new(),
+            owner: "tester".into(),
+            url: Secret::new("https://example.invalid/r.git".into()),
+            redacted_url: "https://example.invalid/r.git".into(),
+            args: vec![],
+            config: None,
+            git_ref: None,
+            timeout_seconds: None,
+            secrets: Default::default(),
+            submitted_at: Utc::now(),
+        })
+        .collect();
+    let sends = messages.iter().map(|message| async move {
+        let key = message.id.to_string();
+        kafka::produce_json(producer, &k.jobs_topic, &key, message).await
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.expect("job produced");
     }
 }
 
